@@ -1,0 +1,156 @@
+"""Command line: list the scenarios, run them through an engine, show the results."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from shared_pipeline.harness import EngineAdapter, ScenarioError, check_database, run_scenario
+from shared_pipeline.records import read_record, record_path
+from shared_pipeline.scenarios import CATALOGUE, SCENARIOS
+from shared_pipeline.settings import Settings
+from shared_pipeline.summary import print_summary
+
+# Engine name -> "module:factory". Wirings live outside the package; each needs its own venv.
+ENGINES = {
+    "python": "shared_pipeline.control:ControlAdapter",
+    "prefect2": "prefect2.adapter:PrefectAdapter",
+    "prefect3": "prefect2.adapter:PrefectAdapter",
+}
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def load_adapter(engine: str) -> EngineAdapter:
+    if engine not in ENGINES:
+        raise CLIError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
+    module_name, factory = ENGINES[engine].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CLIError(
+            f"engine {engine!r} is not installed here ({exc}); run it in its nox session"
+        ) from exc
+    adapter = getattr(module, factory)()
+    if adapter.name != engine:
+        raise CLIError(f"engine {engine!r} asked for, but this environment has {adapter.name!r}")
+    return adapter
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m shared_pipeline",
+        description="Run the NYC green-taxi pipeline through failure scenarios and record what "
+        "the engine did.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("list-scenarios", help="list the scenario catalogue")
+
+    run = commands.add_parser("run", help="run scenarios through an engine and record them")
+    run.add_argument("--engine", required=True, help=f"one of: {', '.join(ENGINES)}")
+    run.add_argument("--scenario", required=True, help="a scenario id, or 'all'")
+    run.add_argument(
+        "--out",
+        type=Path,
+        default=Path("."),
+        help="writes OUT/results/<engine>/<scenario>.json and OUT/runs/ (default: .)",
+    )
+    run.add_argument(
+        "--db-url",
+        default=None,
+        help="SQLAlchemy URL of the source database (default: a SQLite file "
+        "inside each run directory)",
+    )
+    run.add_argument(
+        "--trips",
+        type=int,
+        default=None,
+        help=f"trips per month (default {Settings().trips_per_month})",
+    )
+
+    show = commands.add_parser("show", help="print the table of recorded results")
+    show.add_argument("--engine", action="append", required=True, help="engine (repeatable)")
+    show.add_argument("--out", type=Path, default=Path("."))
+    return parser
+
+
+def _list_scenarios(console: Console) -> int:
+    table = Table(title="Failure scenarios")
+    table.add_column("id")
+    table.add_column("title")
+    table.add_column("flow runs")
+    table.add_column("what it teaches", overflow="fold")
+    for scenario in CATALOGUE:
+        table.add_row(scenario.id, scenario.title, str(len(scenario.runs)), scenario.description)
+    console.print(table)
+    return 0
+
+
+def _run(args: argparse.Namespace, console: Console) -> int:
+    if args.scenario != "all" and args.scenario not in SCENARIOS:
+        raise CLIError(f"unknown scenario {args.scenario!r} (known: {', '.join(SCENARIOS)}, all)")
+    adapter = load_adapter(args.engine)
+    scenarios = CATALOGUE if args.scenario == "all" else (SCENARIOS[args.scenario],)
+    settings = Settings() if args.trips is None else Settings(trips_per_month=args.trips)
+    if args.db_url:
+        check_database(args.db_url)
+    records = []
+    with console.status("") as status:
+        for index, scenario in enumerate(scenarios, start=1):
+            label = f"[{index}/{len(scenarios)}] {adapter.name} {scenario.id}"
+
+            def progress(message: str, label: str = label) -> None:
+                status.update(f"{label}: {message}")
+
+            progress("starting")
+            records.append(
+                run_scenario(
+                    adapter,
+                    scenario,
+                    args.out,
+                    base_settings=settings,
+                    db_url=args.db_url,
+                    on_progress=progress,
+                )
+            )
+            console.log(
+                f"{label}: {records[-1].runs[-1].native_state} ({records[-1].wall_seconds:.1f} s)"
+            )
+    return 1 if print_summary(records, console) else 0
+
+
+def _show(args: argparse.Namespace, console: Console) -> int:
+    records = []
+    for engine in args.engine:
+        for scenario in CATALOGUE:
+            path = record_path(args.out / "results", engine, scenario.id)
+            if path.exists():
+                records.append(read_record(path))
+    if not records:
+        raise CLIError(f"no records for {', '.join(args.engine)} under {args.out / 'results'}")
+    return 1 if print_summary(records, console) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console()
+    try:
+        if args.command == "list-scenarios":
+            return _list_scenarios(console)
+        if args.command == "show":
+            return _show(args, console)
+        return _run(args, console)
+    except (CLIError, ScenarioError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

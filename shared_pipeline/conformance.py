@@ -1,0 +1,76 @@
+"""Checks a run record against its scenario's spec and against the steps' own attempt log."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from shared_pipeline.records import FlowRunRecord, RunRecord
+from shared_pipeline.scenarios import RunExpectation, get_scenario
+from shared_pipeline.vocabulary import StepState
+
+NOT_EXECUTED = {StepState.CACHED, StepState.SKIPPED, StepState.NOT_RUN_UPSTREAM_FAILED}
+
+
+def _check_run(run: FlowRunRecord, expected: RunExpectation) -> list[str]:
+    problems = []
+    where = f"run {run.run}"
+    actual = {t.task: t.state for t in run.tasks}
+    for task in sorted(set(actual) | set(expected.steps)):
+        want, got = expected.steps.get(task), actual.get(task)
+        if want != got:
+            problems.append(
+                f"{where}: {task} is {got and got.value} but the spec says {want and want.value}"
+            )
+    if run.outcome != expected.outcome:
+        problems.append(f"{where}: flow {run.outcome.value}, spec {expected.outcome.value}")
+    got_notes = Counter((n.event, n.task) for n in run.notifications)
+    want_notes = Counter((str(event), task) for event, task in expected.notifications)
+    if got_notes != want_notes:
+        problems.append(
+            f"{where}: notifications {sorted(got_notes.items(), key=str)}, spec "
+            f"{sorted(want_notes.items(), key=str)}"
+        )
+    if run.registry_effect != expected.registry:
+        problems.append(
+            f"{where}: registry {run.registry_effect.value}, spec {expected.registry.value}"
+        )
+    before, after = run.registry_before, run.registry_after
+    if before.production_version is not None and (
+        after.production_version is None or not set(before.versions) <= set(after.versions)
+    ):
+        problems.append(f"{where}: the production model or a version was lost")
+
+    # The engine's account against the steps' own: attempts per task, and faults that really bit.
+    logged = Counter(entry.task for entry in run.attempt_log)
+    for task in run.tasks:
+        if task.state in NOT_EXECUTED:
+            if logged[task.task]:
+                problems.append(
+                    f"{where}: {task.task} is {task.state.value} but the step "
+                    f"logged {logged[task.task]} attempt(s)"
+                )
+        elif task.attempts != logged[task.task]:
+            problems.append(
+                f"{where}: {task.task}: engine counts {task.attempts} attempt(s), "
+                f"the step logged {logged[task.task]}"
+            )
+    for entry in run.attempt_log:
+        if entry.fault and entry.outcome == "completed":
+            problems.append(
+                f"{where}: {entry.task} attempt {entry.attempt} met fault "
+                f"{entry.fault} and still completed: the fault did not happen"
+            )
+    if expected.executed is not None and set(logged) != set(expected.executed):
+        problems.append(f"{where}: executed {sorted(logged)}, spec {sorted(expected.executed)}")
+    return problems
+
+
+def check_record(record: RunRecord) -> list[str]:
+    """Every way `record` differs from its spec for its engine; empty when it conforms."""
+    expected = get_scenario(record.scenario).expected(record.engine)
+    if len(record.runs) != len(expected):
+        return [f"{len(record.runs)} flow run(s), spec {len(expected)}"]
+    problems = []
+    for run, want in zip(record.runs, expected, strict=True):
+        problems.extend(_check_run(run, want))
+    return problems

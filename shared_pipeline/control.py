@@ -1,0 +1,267 @@
+"""The plain-Python control: the same pipeline with retries, timeouts, fallbacks, checkpoints and
+notifications written by hand ("negative engineering"), to weigh against each engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import signal
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from shared_pipeline import steps
+from shared_pipeline.context import load_context
+from shared_pipeline.harness import EngineRun
+from shared_pipeline.notifications import notify
+from shared_pipeline.records import Limitation, NativeState, TaskRecord
+from shared_pipeline.vocabulary import FlowOutcome, NotificationEvent, StepState
+
+
+class StepTimeout(Exception):
+    """Raised by our own SIGALRM handler when a step runs past its budget."""
+
+
+class StepFailed(Exception):
+    """A step failed for good (after its retries)."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    # SIGALRM interrupts blocking Python code, but only on the main thread, one timer at a time.
+    if not seconds:
+        yield
+        return
+
+    def _expire(signum: int, frame: Any) -> None:
+        raise StepTimeout(f"step ran longer than {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, _expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class Pipeline:
+    """One flow run: calls the shared steps and keeps its own ledger of what happened."""
+
+    def __init__(self, run_dir: str) -> None:
+        self.run_dir = run_dir
+        self.settings = load_context(run_dir).settings
+        self.tasks: list[TaskRecord] = []
+        self.checkpoints = Path(run_dir) / "control-checkpoints"
+
+    def _ledger(self, task: str, native: str, attempts: int, started: datetime) -> None:
+        step, _, key = task.partition("[")
+        shared = {
+            "succeeded": StepState.COMPLETED_AFTER_RETRY if attempts > 1 else StepState.COMPLETED,
+            "failed": StepState.FAILED,
+            "timed out": StepState.TIMED_OUT,
+            "skipped": StepState.SKIPPED,
+            "from checkpoint": StepState.CACHED,
+        }[native]
+        ended = datetime.now(UTC)
+        self.tasks.append(
+            TaskRecord(
+                task=task,
+                step=step,
+                key=key.rstrip("]") or None,
+                native_state=native,
+                native_history=[NativeState(name=native, at=ended)],
+                state=shared,
+                attempts=attempts,
+                started_at=started,
+                ended_at=ended,
+            )
+        )
+
+    def run(
+        self,
+        task: str,
+        func: Callable[..., Any],
+        *args: Any,
+        retries: int = 0,
+        retry_delay_s: float = 0.0,
+        timeout_s: float | None = None,
+        checkpoint: bool = False,
+    ) -> Any:
+        """Call one step with retries, a timeout and an optional checkpoint, by hand."""
+        started = datetime.now(UTC)
+        saved = self.checkpoints / f"{task}.json"
+        if checkpoint and saved.exists():
+            self._ledger(task, "from checkpoint", 0, started)
+            return json.loads(saved.read_text())
+        for attempt in range(1, retries + 2):
+            try:
+                with time_limit(timeout_s):
+                    result = func(self.run_dir, *args)
+            except StepTimeout as exc:
+                # A timeout is not retried: the next attempt would hang just the same.
+                self._fail(task, "timed out", attempt, started, exc)
+            except Exception as exc:
+                if attempt > retries:
+                    self._fail(task, "failed", attempt, started, exc)
+                time.sleep(retry_delay_s)
+            else:
+                if checkpoint:
+                    self.checkpoints.mkdir(exist_ok=True)
+                    saved.write_text(json.dumps(result))
+                self._ledger(task, "succeeded", attempt, started)
+                return result
+        raise AssertionError("unreachable")
+
+    def _fail(
+        self, task: str, native: str, attempts: int, started: datetime, exc: BaseException
+    ) -> None:
+        self._ledger(task, native, attempts, started)
+        notify(
+            self.run_dir,
+            NotificationEvent.TASK_FAILED,
+            task=task,
+            engine_state=native,
+            message=f"{type(exc).__name__}: {exc}",
+        )
+        raise StepFailed(task) from exc
+
+    def skip(self, task: str) -> None:
+        self._ledger(task, "skipped", 0, datetime.now(UTC))
+
+    # The flows ---------------------------------------------------------------------------
+
+    def prepare(self) -> tuple[dict[str, Any], dict[str, Any], bool]:
+        """Extract, read, enrich (with fallback) and build features; returns them and `degraded`."""
+        s = self.settings
+        reads = {}
+        for month in (s.train_month, s.valid_month):
+            path = self.run(
+                f"extract[{month}]",
+                steps.extract,
+                month,
+                retries=s.extract_retries,
+                retry_delay_s=s.extract_retry_delay_s,
+                checkpoint=True,
+            )
+            reads[month] = self.run(f"read[{month}]", steps.read, month, path, checkpoint=True)
+        try:
+            enrichment = self.run(
+                "enrich",
+                steps.enrich,
+                [s.train_month, s.valid_month],
+                retries=s.enrich_retries,
+                retry_delay_s=s.enrich_retry_delay_s,
+                checkpoint=True,
+            )
+        except StepFailed:
+            enrichment = None  # fall back: train without the optional features
+        features = self.run(
+            "features",
+            steps.features,
+            reads[s.train_month],
+            reads[s.valid_month],
+            enrichment,
+            checkpoint=True,
+        )
+        return reads[s.train_month], features, enrichment is None
+
+    def finish(self, train_read: dict, features: dict, evaluation: dict, degraded: bool) -> None:
+        verdict = self.run("gate", steps.gate, train_read, evaluation)
+        if verdict["passed"]:
+            self.run("register", steps.register, features, evaluation, degraded)
+        else:
+            self.skip("register")
+
+    def train_flow(self) -> bool:
+        train_read, features, degraded = self.prepare()
+        trained = []
+        for candidate in steps.plan_candidates(self.run_dir, features):
+            with contextlib.suppress(StepFailed):  # one bad branch must not sink the others
+                trained.append(
+                    self.run(
+                        f"train[{candidate['key']}]",
+                        steps.train,
+                        features,
+                        candidate,
+                        timeout_s=self.settings.train_timeout_s,
+                    )
+                )
+        if not trained:
+            raise StepFailed("no candidate trained")
+        evaluation = self.run("evaluate", steps.evaluate, features, trained)
+        self.finish(train_read, features, evaluation, degraded)
+        return degraded
+
+    def retrain_flow(self) -> bool:
+        train_read, features, degraded = self.prepare()
+        round_number = 0
+        while True:
+            round_number += 1
+            candidate = steps.retrain_candidate(self.run_dir, round_number)
+            model = self.run(
+                f"train[{candidate['key']}]",
+                steps.train,
+                features,
+                candidate,
+                timeout_s=self.settings.train_timeout_s,
+            )
+            evaluation = self.run(
+                f"evaluate[{candidate['key']}]",
+                steps.evaluate,
+                features,
+                [model],
+                candidate["key"],
+            )
+            if steps.good_enough(self.run_dir, evaluation, round_number):
+                break
+        self.finish(train_read, features, evaluation, degraded)
+        return degraded
+
+
+class ControlAdapter:
+    """Engine adapter for the control: its ledger is the only state store it has."""
+
+    name = "python"
+    version = platform.python_version()
+    limitations = [
+        Limitation(
+            feature="task states",
+            reason="plain Python has no state store; this ledger is written by the same code "
+            "that runs the steps",
+            workaround="the ledger is kept next to the steps' own attempt log and cross-checked",
+        ),
+        Limitation(
+            feature="timeouts",
+            reason="SIGALRM only works on the main thread and cannot stop C code that ignores "
+            "signals",
+            workaround="steps run sequentially on the main thread",
+        ),
+    ]
+
+    def run_flow(self, run_dir: str, flow: str) -> EngineRun:
+        pipeline = Pipeline(run_dir)
+        body = {"train": pipeline.train_flow, "retrain": pipeline.retrain_flow}[flow]
+        try:
+            degraded = body()
+        except StepFailed as exc:
+            notify(
+                run_dir,
+                NotificationEvent.FLOW_FAILED,
+                task=None,
+                engine_state="failed",
+                message=f"stopped at {exc}",
+            )
+            return EngineRun(
+                native_state="failed",
+                native_message=str(exc),
+                outcome=FlowOutcome.FAILED,
+                tasks=pipeline.tasks,
+            )
+        native = "succeeded (degraded)" if degraded else "succeeded"
+        outcome = FlowOutcome.DEGRADED if degraded else FlowOutcome.COMPLETED
+        return EngineRun(native_state=native, outcome=outcome, tasks=pipeline.tasks)

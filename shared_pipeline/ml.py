@@ -1,0 +1,55 @@
+"""The machine learning itself, as the well-known NYC-taxi course scripts do it; no I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.feature_extraction import DictVectorizer
+from sklearn.linear_model import LinearRegression, Ridge
+from sklearn.metrics import root_mean_squared_error
+from sklearn.pipeline import Pipeline, make_pipeline
+
+CATEGORICAL = ["PU_DO"]
+NUMERICAL = ["trip_distance"]
+ENRICHED = ["pu_congestion", "do_congestion", "distance_x_congestion"]
+
+
+def clean_trips(df: pd.DataFrame) -> pd.DataFrame:
+    """Duration in minutes, keep 1..60 min trips, zone pair as a category."""
+    df = df.copy()
+    df["duration"] = (
+        df["lpep_dropoff_datetime"] - df["lpep_pickup_datetime"]
+    ).dt.total_seconds() / 60
+    df = df[(df["duration"] >= 1) & (df["duration"] <= 60)].copy()
+    df = df[df["trip_distance"].notna() & (df["trip_distance"] >= 0)]
+    df["PU_DO"] = df["PULocationID"].astype(str) + "_" + df["DOLocationID"].astype(str)
+    return df
+
+
+def feature_dicts(df: pd.DataFrame, congestion: dict[str, float] | None) -> list[dict[str, Any]]:
+    """Rows for DictVectorizer; with enrichment, add the zones' congestion of that month."""
+    frame = df[CATEGORICAL + NUMERICAL].copy()
+    if congestion is not None:
+        lookup = {int(zone): value for zone, value in congestion.items()}
+        frame["pu_congestion"] = df["PULocationID"].astype(int).map(lookup).fillna(1.0)
+        frame["do_congestion"] = df["DOLocationID"].astype(int).map(lookup).fillna(1.0)
+        mean = (frame["pu_congestion"] + frame["do_congestion"]) / 2
+        frame["distance_x_congestion"] = frame["trip_distance"] * mean
+    return frame.to_dict(orient="records")
+
+
+def make_model(candidate: dict[str, Any]) -> Pipeline:
+    kind = candidate["model"]
+    if kind == "linear":
+        regressor = LinearRegression()
+    elif kind == "ridge":
+        regressor = Ridge(alpha=candidate.get("alpha", 1.0))
+    else:
+        raise ValueError(f"unknown model kind {kind!r}")
+    return make_pipeline(DictVectorizer(), regressor)
+
+
+def rmse(model: Pipeline, dicts: list[dict[str, Any]], target: np.ndarray) -> float:
+    return float(root_mean_squared_error(target, model.predict(dicts)))

@@ -1,0 +1,140 @@
+"""The run-record schema, validated when written and when read: results/<engine>/<scenario>.json."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared_pipeline.vocabulary import FlowOutcome, RegistryEffect, StepState
+
+SCHEMA_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NativeState(_Strict):
+    """One state an engine recorded for a task or flow, in its own words."""
+
+    name: str
+    type: str | None = None
+    at: datetime | None = None
+    message: str | None = None
+
+
+class TaskRecord(_Strict):
+    task: str  # shared task id: `extract[2024-02]`, `train[ridge]`, `gate`
+    step: str
+    key: str | None = None
+    native_id: str | None = None  # the engine's own name for it (task run name, task_id+map_index)
+    native_state: str | None  # None: the engine never created this task
+    native_history: list[NativeState] = Field(default_factory=list)
+    state: StepState
+    attempts: int  # as the engine counts them (run_count, try_number)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+
+class AttemptLogEntry(_Strict):
+    """One attempt as the step itself logged it (independent of the engine)."""
+
+    run: int
+    step: str
+    key: str | None
+    attempt: int
+    fault: str | None
+    pid: int
+    started: datetime
+    ended: datetime | None
+    outcome: str | None
+    error: str | None
+
+    @property
+    def task(self) -> str:
+        return f"{self.step}[{self.key}]" if self.key else self.step
+
+
+class Notification(_Strict):
+    run: int
+    event: str
+    task: str | None
+    engine_state: str
+    message: str
+    at: datetime
+
+
+class RegistrySnapshot(_Strict):
+    versions: list[int]
+    production_version: int | None
+
+
+class Limitation(_Strict):
+    """Something the engine could not express as asked: the reason and the workaround used."""
+
+    feature: str
+    reason: str
+    workaround: str
+    doc: str | None = None
+
+
+class FlowRunRecord(_Strict):
+    run: int
+    flow: str
+    native_state: str
+    native_message: str | None = None
+    outcome: FlowOutcome
+    wall_seconds: float
+    tasks: list[TaskRecord]
+    notifications: list[Notification]
+    registry_before: RegistrySnapshot
+    registry_after: RegistrySnapshot
+    registry_effect: RegistryEffect
+    attempt_log: list[AttemptLogEntry]
+
+    def task(self, task_id: str) -> TaskRecord | None:
+        return next((t for t in self.tasks if t.task == task_id), None)
+
+
+class RunRecord(_Strict):
+    schema_version: int = SCHEMA_VERSION
+    engine: str
+    engine_version: str
+    python_version: str
+    scenario: str
+    created_at: datetime
+    run_dir: str
+    runs: list[FlowRunRecord]
+    wall_seconds: float
+    limitations: list[Limitation] = Field(default_factory=list)
+
+
+def registry_effect(before: RegistrySnapshot, after: RegistrySnapshot) -> RegistryEffect:
+    if after.production_version != before.production_version:
+        return RegistryEffect.PROMOTED
+    if after.versions != before.versions:
+        return RegistryEffect.REGISTERED_NOT_PROMOTED
+    return RegistryEffect.UNCHANGED
+
+
+def record_path(results_dir: Path, engine: str, scenario: str) -> Path:
+    return results_dir / engine / f"{scenario}.json"
+
+
+def write_record(record: RunRecord | dict[str, Any], results_dir: Path) -> Path:
+    """Validate, then write atomically: a reader never sees half a record."""
+    record = RunRecord.model_validate(record if isinstance(record, dict) else record.model_dump())
+    path = record_path(results_dir, record.engine, record.scenario)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(record.model_dump_json(indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_record(path: Path) -> RunRecord:
+    return RunRecord.model_validate_json(path.read_text())

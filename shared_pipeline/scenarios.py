@@ -1,0 +1,322 @@
+"""The scenario catalogue: fault plan plus expected outcome, once for every wiring."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared_pipeline.faults_plan import FaultKind, FaultRule
+from shared_pipeline.settings import Settings
+from shared_pipeline.vocabulary import FlowOutcome, NotificationEvent, RegistryEffect, StepState
+
+TRAIN, VALID = Settings().train_month, Settings().valid_month
+CANDIDATES = ("linear", "ridge", "ridge_heavy")
+
+C = StepState.COMPLETED
+NOT_RUN = StepState.NOT_RUN_UPSTREAM_FAILED
+
+
+class RunExpectation(BaseModel):
+    """What one flow run of a scenario must end in."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    steps: dict[str, StepState]
+    outcome: FlowOutcome
+    notifications: tuple[tuple[NotificationEvent, str | None], ...] = ()
+    registry: RegistryEffect
+    # Tasks whose step really executed in this run (from the step-side attempt log).
+    executed: tuple[str, ...] | None = None
+
+
+class Override(BaseModel):
+    """An engine's documented deviation from the shared expectation, with the reason."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run: int = 1
+    steps: dict[str, StepState] = Field(default_factory=dict)
+    outcome: FlowOutcome | None = None
+    notifications: tuple[tuple[NotificationEvent, str | None], ...] | None = None
+    registry: RegistryEffect | None = None
+    reason: str
+    doc: str
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    title: str
+    description: str
+    flow: str = "train"  # "train" (fan-out over candidates) or "retrain" (loop until good)
+    faults: tuple[FaultRule, ...] = ()
+    corrupt_months: tuple[str, ...] = ()
+    settings: dict[str, float | int | str] = Field(default_factory=dict)
+    runs: tuple[RunExpectation, ...]
+    overrides: dict[str, tuple[Override, ...]] = Field(default_factory=dict)
+
+    def expected(self, engine: str) -> list[RunExpectation]:
+        """The shared expectation with `engine`'s documented overrides applied."""
+        runs = list(self.runs)
+        for override in self.overrides.get(engine, ()):
+            base = runs[override.run - 1]
+            runs[override.run - 1] = base.model_copy(
+                update={
+                    "steps": {**base.steps, **override.steps},
+                    "outcome": override.outcome or base.outcome,
+                    "notifications": base.notifications
+                    if override.notifications is None
+                    else override.notifications,
+                    "registry": override.registry or base.registry,
+                }
+            )
+        return runs
+
+    def settings_for(self, base: Settings) -> Settings:
+        return base.model_copy(update=self.settings)
+
+
+def train_tasks(*keys: str) -> list[str]:
+    return [f"train[{key}]" for key in keys]
+
+
+MAIN_TASKS = [
+    f"extract[{TRAIN}]",
+    f"extract[{VALID}]",
+    f"read[{TRAIN}]",
+    f"read[{VALID}]",
+    "enrich",
+    "features",
+    *train_tasks(*CANDIDATES),
+    "evaluate",
+    "gate",
+    "register",
+]
+
+
+def steps(default: StepState = C, **states: StepState) -> dict[str, StepState]:
+    """All tasks of the main flow in `default`, with some set otherwise (keys as task ids)."""
+    return {task: states.get(task, default) for task in MAIN_TASKS} | states
+
+
+def _after(task: str, state: StepState) -> dict[str, StepState]:
+    """`state` for every main-flow task after `task` in program order."""
+    return {t: state for t in MAIN_TASKS[MAIN_TASKS.index(task) + 1 :]}
+
+
+TASK_FAILED, FLOW_FAILED = NotificationEvent.TASK_FAILED, NotificationEvent.FLOW_FAILED
+ALL_TRAINS_FAILED = tuple((TASK_FAILED, t) for t in train_tasks(*CANDIDATES))
+
+RETRAIN_ROUNDS = 5  # rounds retrain_until_good needs on the embedded data (a unit test checks)
+
+
+def _retrain_steps() -> dict[str, StepState]:
+    tasks = [t for t in MAIN_TASKS if not t.startswith(("train[", "evaluate"))]
+    rounds = range(1, RETRAIN_ROUNDS + 1)
+    looped = [f"{step}[round-{n}]" for n in rounds for step in ("train", "evaluate")]
+    return {task: C for task in tasks + looped}
+
+
+CATALOGUE: tuple[Scenario, ...] = (
+    Scenario(
+        id="happy_path",
+        title="Happy path",
+        description=(
+            "Nothing goes wrong. The baseline every failure is measured against: which tasks the "
+            "engine creates, how long its bookkeeping takes, and that a better model trained on "
+            "the newer month replaces the production model trained on an older one."
+        ),
+        runs=(
+            RunExpectation(
+                steps=steps(), outcome=FlowOutcome.COMPLETED, registry=RegistryEffect.PROMOTED
+            ),
+        ),
+    ),
+    Scenario(
+        id="db_maintenance",
+        title="Transient database outage",
+        description=(
+            "The source database is under maintenance: another connection holds an exclusive "
+            "lock, so the first two reads of each month fail with `database is locked`. This is "
+            "the most common failure in production pipelines and the one retries exist for: the "
+            "run should heal itself without anyone being paged."
+        ),
+        faults=(FaultRule(step="extract", kind=FaultKind.DB_LOCKED, attempts=(1, 2)),),
+        runs=(
+            RunExpectation(
+                steps=steps(
+                    **{
+                        f"extract[{TRAIN}]": StepState.COMPLETED_AFTER_RETRY,
+                        f"extract[{VALID}]": StepState.COMPLETED_AFTER_RETRY,
+                    }
+                ),
+                outcome=FlowOutcome.COMPLETED,
+                registry=RegistryEffect.PROMOTED,
+            ),
+        ),
+    ),
+    Scenario(
+        id="db_down",
+        title="Permanent database outage",
+        description=(
+            "The database cannot be opened at all, on every attempt. Retries cannot help; what "
+            "matters is that nothing downstream runs on missing data, that someone is notified, "
+            "and that the model in production stays exactly where it was."
+        ),
+        faults=(FaultRule(step="extract", kind=FaultKind.DB_UNREACHABLE),),
+        runs=(
+            RunExpectation(
+                steps=steps(
+                    **{f"extract[{TRAIN}]": StepState.FAILED},
+                    **_after(f"extract[{TRAIN}]", NOT_RUN),
+                ),
+                outcome=FlowOutcome.FAILED,
+                notifications=((TASK_FAILED, f"extract[{TRAIN}]"), (FLOW_FAILED, None)),
+                registry=RegistryEffect.UNCHANGED,
+            ),
+        ),
+    ),
+    Scenario(
+        id="api_down",
+        title="Enrichment API down: fall back",
+        description=(
+            "The enrichment API answers HTTP 503, then refuses connections, then accepts and "
+            "never answers. The pipeline should not die for an optional input: it trains without "
+            "the enrichment features and says so, marking the run degraded."
+        ),
+        faults=(
+            FaultRule(step="enrich", kind=FaultKind.API_503, attempts=(1,)),
+            FaultRule(step="enrich", kind=FaultKind.API_REFUSED, attempts=(2,)),
+            FaultRule(step="enrich", kind=FaultKind.API_HANG, attempts=(3,)),
+        ),
+        settings={"enrich_retries": 2},
+        runs=(
+            RunExpectation(
+                steps=steps(enrich=StepState.FAILED),
+                outcome=FlowOutcome.DEGRADED,
+                notifications=((TASK_FAILED, "enrich"),),
+                registry=RegistryEffect.PROMOTED,
+            ),
+        ),
+    ),
+    Scenario(
+        id="train_hangs",
+        title="Training hangs: timeout",
+        description=(
+            "Every training candidate stops making progress, as a job does when a worker waits "
+            "on a dead NFS mount or a deadlocked thread. Only a timeout ends it; the question is "
+            "whether the engine's timeout really interrupts the work or only labels it late."
+        ),
+        faults=(FaultRule(step="train", kind=FaultKind.HANG),),
+        runs=(
+            RunExpectation(
+                steps=steps(
+                    **{t: StepState.TIMED_OUT for t in train_tasks(*CANDIDATES)},
+                    evaluate=NOT_RUN,
+                    gate=NOT_RUN,
+                    register=NOT_RUN,
+                ),
+                outcome=FlowOutcome.FAILED,
+                notifications=(*ALL_TRAINS_FAILED, (FLOW_FAILED, None)),
+                registry=RegistryEffect.UNCHANGED,
+            ),
+        ),
+    ),
+    Scenario(
+        id="bad_data",
+        title="Data-quality gate",
+        description=(
+            "The month arrives corrupt from upstream: most trips end before they start or last "
+            "for hours. Nothing crashes, which is the danger. The quality gate must stop the "
+            "model trained on it from being registered, and production must be kept."
+        ),
+        corrupt_months=(TRAIN,),
+        runs=(
+            RunExpectation(
+                steps=steps(register=StepState.SKIPPED),
+                outcome=FlowOutcome.COMPLETED,
+                registry=RegistryEffect.UNCHANGED,
+            ),
+        ),
+    ),
+    Scenario(
+        id="fanout_partial",
+        title="Run-time fan-out with a failing branch",
+        description=(
+            "The candidate models are a list computed at run time, and one of them "
+            "(ridge_heavy) gets NaNs in its training target, which scikit-learn refuses. "
+            "The other branches must still finish, and the best of them is registered: one "
+            "bad branch must not sink the run."
+        ),
+        faults=(FaultRule(step="train", key="ridge_heavy", kind=FaultKind.CORRUPT_FEATURES),),
+        runs=(
+            RunExpectation(
+                steps=steps(**{"train[ridge_heavy]": StepState.FAILED}),
+                outcome=FlowOutcome.COMPLETED,
+                notifications=((TASK_FAILED, "train[ridge_heavy]"),),
+                registry=RegistryEffect.PROMOTED,
+            ),
+        ),
+    ),
+    Scenario(
+        id="resume_after_fix",
+        title="Resume after a fix",
+        description=(
+            "The first run fails at training (every candidate gets corrupt input). Someone fixes "
+            "the cause and runs the pipeline again. The second run should not pay again for the "
+            "steps that already succeeded: extraction, reading, enrichment and features are "
+            "reused, only training onwards runs."
+        ),
+        faults=(FaultRule(step="train", kind=FaultKind.CORRUPT_FEATURES, until_fixed=True),),
+        runs=(
+            RunExpectation(
+                steps=steps(
+                    **{t: StepState.FAILED for t in train_tasks(*CANDIDATES)},
+                    evaluate=NOT_RUN,
+                    gate=NOT_RUN,
+                    register=NOT_RUN,
+                ),
+                outcome=FlowOutcome.FAILED,
+                notifications=(*ALL_TRAINS_FAILED, (FLOW_FAILED, None)),
+                registry=RegistryEffect.UNCHANGED,
+            ),
+            RunExpectation(
+                steps=steps(
+                    default=StepState.CACHED,
+                    **{t: C for t in [*train_tasks(*CANDIDATES), "evaluate", "gate", "register"]},
+                ),
+                outcome=FlowOutcome.COMPLETED,
+                registry=RegistryEffect.PROMOTED,
+                executed=(*train_tasks(*CANDIDATES), "evaluate", "gate", "register"),
+            ),
+        ),
+    ),
+    Scenario(
+        id="retrain_until_good",
+        title="Retrain until good",
+        description=(
+            "A loop whose number of iterations nobody knows in advance: train on a sample, "
+            "evaluate, and double the sample until the RMSE is below target (or rounds run out). "
+            "Dynamic flows write this as a while loop; a static graph has to be told the shape "
+            "of the loop before it runs."
+        ),
+        flow="retrain",
+        runs=(
+            RunExpectation(
+                steps=_retrain_steps(),
+                outcome=FlowOutcome.COMPLETED,
+                registry=RegistryEffect.PROMOTED,
+            ),
+        ),
+    ),
+)
+
+SCENARIOS: dict[str, Scenario] = {scenario.id: scenario for scenario in CATALOGUE}
+
+
+def get_scenario(scenario_id: str) -> Scenario:
+    try:
+        return SCENARIOS[scenario_id]
+    except KeyError:
+        known = ", ".join(SCENARIOS)
+        raise KeyError(f"unknown scenario {scenario_id!r} (known: {known})") from None

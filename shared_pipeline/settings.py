@@ -1,0 +1,38 @@
+"""Embedded defaults for every run: sizes, months, retry and timeout budgets, thresholds."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Settings(BaseModel):
+    """Knobs shared by every wiring. Short delays keep the whole catalogue fast; all are real."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trips_per_month: int = Field(30_000, ge=1_000)
+    production_month: str = "2024-01"  # the month the seeded production model was trained on
+    train_month: str = "2024-02"
+    valid_month: str = "2024-03"
+
+    # Extract: the database may be under maintenance for a while.
+    extract_retries: int = 3
+    extract_retry_delay_s: float = 0.2
+    db_busy_timeout_s: float = 0.2  # how long a reader waits on a locked SQLite file
+    # Enrichment API: a client timeout turns a silent hang into an error the engine can retry.
+    enrich_retries: int = 1
+    enrich_retry_delay_s: float = 0.1
+    api_timeout_s: float = 0.5
+    # Training: a candidate that runs longer than this is stopped by the engine.
+    train_timeout_s: float = 1.5
+    # A planned hang gives up after this long, so an engine that cannot interrupt still ends.
+    hang_cap_s: float = 5.0
+
+    # Quality gate.
+    min_kept_fraction: float = 0.8  # rows surviving the 1..60 min filter
+    max_rmse: float = 12.0
+
+    # retrain_until_good: grow the training sample until RMSE is below target.
+    retrain_target_rmse: float = 3.0
+    retrain_max_rounds: int = 8
+    retrain_first_fraction: float = 0.005

@@ -1,0 +1,57 @@
+"""The shared vocabulary that every engine's native states are mapped onto."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class StepState(StrEnum):
+    """Final state of one task (step, or one branch of a fanned-out step) in one flow run."""
+
+    COMPLETED = "completed"
+    COMPLETED_AFTER_RETRY = "completed_after_retry"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    NOT_RUN_UPSTREAM_FAILED = "not_run_upstream_failed"
+    SKIPPED = "skipped"
+    CACHED = "cached"
+
+
+class FlowOutcome(StrEnum):
+    """Final outcome of one flow run."""
+
+    COMPLETED = "completed"
+    # Completed, but through a fallback path (the engine's state says so, e.g. a state name).
+    DEGRADED = "degraded"
+    FAILED = "failed"
+
+
+class RegistryEffect(StrEnum):
+    """What a flow run did to the model registry's production alias."""
+
+    PROMOTED = "promoted"  # a new version was registered and became production
+    REGISTERED_NOT_PROMOTED = "registered_not_promoted"  # registered, production kept
+    UNCHANGED = "unchanged"  # nothing registered, production kept
+
+
+class NotificationEvent(StrEnum):
+    TASK_FAILED = "task_failed"
+    FLOW_FAILED = "flow_failed"
+
+
+# The pipeline's steps, in order. A fanned-out or looped step appears once per key ("train[ridge]").
+STEPS: tuple[str, ...] = (
+    "extract",
+    "read",
+    "enrich",
+    "features",
+    "train",
+    "evaluate",
+    "gate",
+    "register",
+)
+
+
+def task_id(step: str, key: str | None = None) -> str:
+    """The id of one task in records and expectations: `train[ridge]`, or `extract`."""
+    return f"{step}[{key}]" if key else step
