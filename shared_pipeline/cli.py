@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 from pathlib import Path
@@ -28,7 +29,8 @@ class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
-def load_adapter(engine: str) -> EngineAdapter:
+def load_adapter(engine: str, out: Path) -> EngineAdapter:
+    """The adapter of `engine`; engines keep their own state store under OUT/runs/<engine>/."""
     if engine not in ENGINES:
         raise CLIError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
     module_name, factory = ENGINES[engine].split(":")
@@ -38,7 +40,7 @@ def load_adapter(engine: str) -> EngineAdapter:
         raise CLIError(
             f"engine {engine!r} is not installed here ({exc}); run it in its nox session"
         ) from exc
-    adapter = getattr(module, factory)()
+    adapter = getattr(module, factory)(out)
     if adapter.name != engine:
         raise CLIError(f"engine {engine!r} asked for, but this environment has {adapter.name!r}")
     return adapter
@@ -96,13 +98,13 @@ def _list_scenarios(console: Console) -> int:
 def _run(args: argparse.Namespace, console: Console) -> int:
     if args.scenario != "all" and args.scenario not in SCENARIOS:
         raise CLIError(f"unknown scenario {args.scenario!r} (known: {', '.join(SCENARIOS)}, all)")
-    adapter = load_adapter(args.engine)
+    adapter = load_adapter(args.engine, args.out)
     scenarios = CATALOGUE if args.scenario == "all" else (SCENARIOS[args.scenario],)
     settings = Settings() if args.trips is None else Settings(trips_per_month=args.trips)
     if args.db_url:
         check_database(args.db_url)
     records = []
-    with console.status("") as status:
+    with contextlib.closing(adapter), console.status("") as status:
         for index, scenario in enumerate(scenarios, start=1):
             label = f"[{index}/{len(scenarios)}] {adapter.name} {scenario.id}"
 

@@ -243,6 +243,12 @@ class ControlAdapter:
         ),
     ]
 
+    def __init__(self, out: Path | None = None) -> None:
+        """The control keeps no state outside each run directory; `out` is not needed."""
+
+    def close(self) -> None:
+        """Nothing to stop."""
+
     def run_flow(self, run_dir: str, flow: str) -> EngineRun:
         pipeline = Pipeline(run_dir)
         body = {"train": pipeline.train_flow, "retrain": pipeline.retrain_flow}[flow]

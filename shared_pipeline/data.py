@@ -182,8 +182,22 @@ def _corrupt(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     return frame
 
 
+def _sql_type(dtype: object) -> sa.types.TypeEngine:
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return sa.DateTime()
+    if pd.api.types.is_integer_dtype(dtype):
+        return sa.BigInteger()
+    if pd.api.types.is_float_dtype(dtype):
+        return sa.Float()
+    return sa.Text()
+
+
 def load_months(db_url: str, frames: dict[str, pd.DataFrame]) -> None:
-    """Write each month's frame to its `table_name(month)` table, replacing what was there."""
+    """Write each month's frame to its `table_name(month)` table, replacing what was there.
+
+    SQLAlchemy Core rather than `DataFrame.to_sql`: pandas 3 only accepts SQLAlchemy >= 2.0.36,
+    and Prefect 2.x pins an older one.
+    """
     engine = sa.create_engine(db_url)
     try:
         with engine.begin() as conn:
@@ -192,10 +206,17 @@ def load_months(db_url: str, frames: dict[str, pd.DataFrame]) -> None:
                 # WAL mode some other tool may have left behind in an existing file.
                 conn.exec_driver_sql("PRAGMA journal_mode=DELETE")
         for month, frame in frames.items():
+            table = sa.Table(
+                table_name(month),
+                sa.MetaData(),
+                *(sa.Column(name, _sql_type(dtype)) for name, dtype in frame.dtypes.items()),
+            )
+            rows = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
             with engine.begin() as conn:
-                frame.to_sql(
-                    table_name(month), conn, if_exists="replace", index=False, chunksize=5_000
-                )
+                table.drop(conn, checkfirst=True)
+                table.create(conn)
+                if rows:
+                    conn.execute(table.insert(), rows)
     finally:
         engine.dispose()
 

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from shared_pipeline.zones import zone_congestion
 
 __all__ = [
+    "APIStatusError",
     "EnrichmentAPI",
     "Mode",
     "fetch_zone_congestion",
@@ -31,6 +32,22 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+class APIStatusError(OSError):
+    """The API answered with an error status (a real response, e.g. 503 with Retry-After).
+
+    urllib's HTTPError holds the open response and cannot be pickled; engines pickle a failed
+    task's exception to persist its state or to send it between processes (Prefect 2.x crashed).
+    """
+
+    def __init__(self, url: str, status: int, reason: str, retry_after: str | None = None) -> None:
+        super().__init__(url, status, reason, retry_after)
+        self.url, self.status, self.reason, self.retry_after = url, status, reason, retry_after
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status} {self.reason} from {self.url}"
+
 
 HOST = "127.0.0.1"
 _MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -424,22 +441,22 @@ def get_api_mode(control_url: str, timeout: float = 5.0) -> str:
 def fetch_zone_congestion(url: str, month: str, timeout: float) -> dict[int, float]:
     """GET /v1/zones for `month` ("YYYY-MM") as {LocationID: congestion}.
 
-    Errors are left exactly as urllib raises them, for the caller's retry logic to classify:
-    HTTPError (e.g. 503, with Retry-After in .headers), URLError wrapping ConnectionRefusedError,
+    Errors are left as urllib raises them, for the caller's retry logic to classify, except that an
+    error status becomes APIStatusError (picklable): URLError wrapping ConnectionRefusedError,
     TimeoutError when the server hangs, http.client.RemoteDisconnected when it drops the request.
     """
     full = f"{url.rstrip('/')}/v1/zones?{urlencode({'month': month})}"
-    with _OPENER.open(full, timeout=timeout) as response:
-        if response.status != 200:
-            # urllib only raises for >= 400; any other non-200 is just as unusable here.
-            raise urllib.error.HTTPError(
-                full,
-                response.status,
-                f"unexpected status {response.status}",
-                response.headers,
-                None,
-            )
-        payload = json.load(response)
+    try:
+        with _OPENER.open(full, timeout=timeout) as response:
+            status, payload = response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        with exc:
+            raise APIStatusError(
+                full, exc.code, str(exc.reason), exc.headers["Retry-After"]
+            ) from None
+    if status != 200:
+        # urllib only raises for >= 400; any other non-200 is just as unusable here.
+        raise APIStatusError(full, status, "unexpected status")
     if payload.get("month") != month:
         raise ValueError(f"asked for month {month!r}, API answered {payload.get('month')!r}")
     return {int(zone["LocationID"]): float(zone["congestion"]) for zone in payload["zones"]}

@@ -59,6 +59,8 @@ class EngineAdapter(Protocol):
 
     def run_flow(self, run_dir: str, flow: str) -> EngineRun: ...
 
+    def close(self) -> None: ...
+
 
 class ScenarioError(ValueError):
     """The scenario cannot run as asked (for example a fault the database cannot have)."""
@@ -160,15 +162,18 @@ def run_scenario(
 ) -> RunRecord:
     """Run `scenario` through `adapter` in a fresh run directory; write and return its record."""
     started = time.perf_counter()
-    settings = scenario.settings_for(base_settings or Settings())
-    run_dir = (out / "runs" / adapter.name / scenario.id).resolve()
+    settings = base_settings or Settings()
+    runs_root = (out / "runs" / adapter.name).resolve()
+    # A new directory per run: libraries cache connections by path (MLflow's SQLAlchemy engines),
+    # and Prefect's cache keys include it, so a path is never reused for another run.
+    run_dir = runs_root / f"{scenario.id}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
     cache = (out / "runs" / ".cache").resolve()
     db_url = db_url or f"sqlite:///{run_dir / 'source' / 'trips.db'}"
     _validate(scenario, db_url)
     say = on_progress or (lambda _msg: None)
 
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
+    for previous in runs_root.glob(f"{scenario.id}-*"):
+        shutil.rmtree(previous)  # only the latest run of a scenario is kept, with its record
     run_dir.mkdir(parents=True)
     say("preparing data and registry")
     _prepare_source(db_url, settings, scenario.corrupt_months, cache)

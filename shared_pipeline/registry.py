@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,11 @@ ALIAS = "production"
 EXPERIMENT = "trip-duration"
 # Naming requirements explicitly skips MLflow's slow environment inference (about 2 s a model).
 PIP_REQUIREMENTS = ["scikit-learn", "numpy", "scipy"]
+
+# MLflow 3, when imported outside CI, writes ~/.config/mlflow/telemetry.json and sends usage
+# telemetry: a run must write nothing outside its run directory. Set before mlflow is imported
+# (only this module imports it); an explicit setting by the user still wins.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def store_dir(run_dir: str | Path) -> Path:
@@ -27,6 +33,7 @@ def _mlflow(run_dir: str | Path) -> Any:
 
     # uv venvs have no pip; MLflow warns about it on every model it logs.
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 
     mlflow.set_tracking_uri(tracking_uri(run_dir))
     mlflow.set_registry_uri(tracking_uri(run_dir))
@@ -36,6 +43,7 @@ def _mlflow(run_dir: str | Path) -> Any:
 def _client(run_dir: str | Path) -> Any:
     from mlflow import MlflowClient
 
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     uri = tracking_uri(run_dir)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 

@@ -1,4 +1,7 @@
-"""Embedded defaults for every run: sizes, months, retry and timeout budgets, thresholds."""
+"""Embedded defaults for every run: sizes, months, retry and timeout budgets, thresholds.
+
+Wirings read retry and timeout budgets from these defaults when they declare their tasks.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ class Settings(BaseModel):
     extract_retry_delay_s: float = 0.2
     db_busy_timeout_s: float = 0.2  # how long a reader waits on a locked SQLite file
     # Enrichment API: a client timeout turns a silent hang into an error the engine can retry.
-    enrich_retries: int = 1
+    enrich_retries: int = 2
     enrich_retry_delay_s: float = 0.1
     api_timeout_s: float = 0.5
     # Training: a candidate that runs longer than this is stopped by the engine.

@@ -9,6 +9,7 @@ import errno
 import http.client
 import json
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from shared_pipeline.enrichment_api import (
+    APIStatusError,
     EnrichmentAPI,
     Mode,
     fetch_zone_congestion,
@@ -140,12 +142,12 @@ def test_health_bad_month_and_unknown_path(api: EnrichmentAPI) -> None:
 @pytest.mark.timeout(20)
 def test_http_503_is_a_real_http_error(api: EnrichmentAPI) -> None:
     api.set_mode("http_503")
-    with pytest.raises(urllib.error.HTTPError) as caught:
+    with pytest.raises(APIStatusError) as caught:
         fetch_zone_congestion(api.url, MONTH, timeout=5)
-    with caught.value as error:
-        assert error.code == 503
-        assert error.headers["Retry-After"] == "1"
-        assert json.load(error)["mode"] == "http_503"
+    assert caught.value.status == 503
+    assert caught.value.retry_after == "1"
+    # Engines persist or ship a failed task's exception: it must survive pickling.
+    assert pickle.loads(pickle.dumps(caught.value)).status == 503
     assert api.requests_seen == [(Mode.HTTP_503, "/v1/zones")]
 
 
@@ -263,13 +265,15 @@ def test_control_from_a_separate_process(api: EnrichmentAPI) -> None:
     script = textwrap.dedent(
         """
         import sys, urllib.error
-        from shared_pipeline.enrichment_api import fetch_zone_congestion, set_api_mode
+        from shared_pipeline.enrichment_api import (
+            APIStatusError, fetch_zone_congestion, set_api_mode,
+        )
         control_url, url, mode = sys.argv[1:]
         set_api_mode(control_url, mode)
         try:
             print(len(fetch_zone_congestion(url, "2024-02", timeout=5)))
-        except urllib.error.HTTPError as exc:
-            print(exc.code)
+        except APIStatusError as exc:
+            print(exc.status)
         except urllib.error.URLError as exc:
             print(type(exc.reason).__name__)
         """

@@ -1,0 +1,71 @@
+"""Each wiring in its own environment, through the same scenario catalogue and conformance suite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PYTHON = "3.11"
+
+nox.options.default_venv_backend = "uv"
+nox.options.sessions = ["lint", "tests", "prefect2"]
+# This machine sets PYTHONDONTWRITEBYTECODE=1 and uv does not compile by default: without this
+# every process recompiles every import (Prefect and MLflow take seconds longer to import).
+os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
+
+PYTEST = ["pytest", "-p", "no:cacheprovider"]
+
+
+def _install(session: nox.Session, *extra: str) -> None:
+    session.install("-e", f"{ROOT}[test]", *extra)
+
+
+def _env(engine: str) -> dict[str, str]:
+    # Runs and records go under the checkout (results/ feeds REPORT.md; runs/ is ignored by git).
+    return {"PIPELINE_ENGINE": engine, "PIPELINE_OUT": str(ROOT)}
+
+
+@nox.session(python=PYTHON)
+def baseline(session: nox.Session) -> None:
+    """Run the plain-Python control through every scenario and print the summary table."""
+    _install(session)
+    session.run(
+        "python", "-m", "shared_pipeline", "run", "--engine", "python", "--scenario", "all",
+        "--out", str(ROOT), *session.posargs,
+    )
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Shared-pipeline unit tests plus the conformance suite against the plain-Python control."""
+    _install(session)
+    session.run(
+        *PYTEST, str(ROOT / "tests"), f"--ignore={ROOT / 'tests' / 'engines'}",
+        *session.posargs, env=_env("python"),
+    )
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check and format check."""
+    session.install("ruff")
+    session.run("ruff", "check", str(ROOT))
+    session.run("ruff", "format", "--check", str(ROOT))
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("prefect", ["2", "3"])
+def prefect2(session: nox.Session, prefect: str) -> None:
+    """Prefect dynamic flows (one code base) on Prefect 2.x or 3.x: every scenario, conformance."""
+    _install(session, f"prefect=={prefect}.*")
+    engine = f"prefect{prefect}"
+    session.run(
+        *PYTEST, str(ROOT / "tests" / "test_conformance.py"),
+        str(ROOT / "tests" / "engines" / "test_prefect.py"), *session.posargs, env=_env(engine),
+    )
+    session.run(
+        "python", "-m", "shared_pipeline", "show", "--engine", engine, "--out", str(ROOT),
+    )

@@ -1,0 +1,185 @@
+"""Runs the Prefect flows for the harness and reads every task run back from Prefect's API."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect2.compat import MAJOR, VERSION, ApiServer, drain_events, flow_run_settings
+from shared_pipeline.harness import EngineRun
+from shared_pipeline.records import Limitation, NativeState, TaskRecord
+from shared_pipeline.vocabulary import FlowOutcome, StepState
+
+# Prefect's state names (type/name) onto the shared vocabulary.
+TASK_STATES = {
+    "Completed": StepState.COMPLETED,
+    "Cached": StepState.CACHED,
+    "Failed": StepState.FAILED,
+    "Crashed": StepState.FAILED,
+    "TimedOut": StepState.TIMED_OUT,
+    "NotReady": StepState.NOT_RUN_UPSTREAM_FAILED,
+    "Pending": StepState.NOT_RUN_UPSTREAM_FAILED,
+}
+FINAL_TYPES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def task_state(name: str, run_count: int) -> StepState:
+    try:
+        state = TASK_STATES[name]
+    except KeyError:
+        raise ValueError(f"no shared state for Prefect task state {name!r}") from None
+    if state is StepState.COMPLETED and run_count > 1:
+        return StepState.COMPLETED_AFTER_RETRY
+    return state
+
+
+def flow_outcome(state_type: str, state_name: str) -> FlowOutcome:
+    if state_type == "COMPLETED":
+        return FlowOutcome.DEGRADED if state_name == "Degraded" else FlowOutcome.COMPLETED
+    return FlowOutcome.FAILED
+
+
+def _configure(home: Path) -> None:
+    """Point Prefect at this session's own home; must happen before prefect is imported."""
+    if "prefect" in sys.modules:
+        raise RuntimeError("prefect was imported before PREFECT_HOME was set")
+    if home.exists():
+        shutil.rmtree(home)  # a fresh state store per session: no stale cache keys
+    home.mkdir(parents=True)
+    os.environ.pop("PREFECT_API_URL", None)  # never report to somebody's real server
+    os.environ.update(
+        PREFECT_HOME=str(home),
+        PREFECT_PROFILES_PATH=str(home / "profiles.toml"),
+        PREFECT_LOCAL_STORAGE_PATH=str(home / "storage"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_LOGGING_LEVEL=os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"),
+    )
+
+
+class PrefectAdapter:
+    """One per process: one API (an in-process app on 2.x, one server subprocess on 3.x)."""
+
+    limitations: list[Limitation] = []
+
+    def __init__(self, out: Path) -> None:
+        self.name = f"prefect{MAJOR}"
+        self.version = VERSION
+        self.home = (out / "runs" / self.name / ".prefect-home").resolve()
+        _configure(self.home)
+        from prefect2.flows import FLOWS
+
+        self._flows = FLOWS
+        self.server = ApiServer()
+
+    def close(self) -> None:
+        self.server.stop()
+
+    def run_flow(self, run_dir: str, flow: str) -> EngineRun:
+        self.server.start()
+        with flow_run_settings(str(Path(run_dir) / "prefect-results")):
+            state = self._flows[flow](run_dir, return_state=True)
+        flow_run_id = state.state_details.flow_run_id
+        drain_events()
+        flow_run, task_runs = read_flow_run(flow_run_id)
+        origins = cache_origins([run for run, _ in task_runs])
+        return EngineRun(
+            native_state=flow_run.state_name,
+            native_message=flow_run.state.message,
+            outcome=flow_outcome(flow_run.state_type.value, flow_run.state_name),
+            tasks=[_task_record(run, history, origins) for run, history in task_runs],
+        )
+
+
+def cache_origins(task_runs: list[Any]) -> dict[Any, str]:
+    """Names of the earlier task runs whose results cached task runs reused, by cache key.
+
+    Prefect 2.x renders `task_run_name` only when a task run starts running, so a run that is
+    Cached straight away keeps its default name ("extract-0"); the earlier run it reused has the
+    rendered one. The shared cache key in both states is Prefect's own link between them.
+    """
+    from prefect import get_client
+
+    wanted = {
+        run.state.state_details.cache_key: run.id
+        for run in task_runs
+        if run.state_name == "Cached"
+        and "[" not in run.name
+        and run.name.rpartition("-")[2].isdigit()
+    }
+    if not wanted:
+        return {}
+    origins: dict[Any, str] = {}
+    with get_client(sync_client=True) as client:
+        offset = 0
+        while page := client.read_task_runs(limit=200, offset=offset):
+            for run in page:
+                key = run.state.state_details.cache_key if run.state else None
+                if key in wanted and run.state_name == "Completed":
+                    origins[wanted[key]] = run.name
+            offset += len(page)
+    return origins
+
+
+def _task_record(task_run: Any, history: list[Any], origins: dict[Any, str]) -> TaskRecord:
+    name = origins.get(task_run.id, task_run.name)
+    step, _, key = name.partition("[")
+    return TaskRecord(
+        task=name,
+        step=step,
+        key=key.rstrip("]") or None,
+        native_id=task_run.name if name == task_run.name else f"{task_run.name} (reuses {name})",
+        native_state=task_run.state_name,
+        native_history=[
+            NativeState(name=s.name, type=s.type.value, at=s.timestamp, message=s.message)
+            for s in history
+        ],
+        state=task_state(task_run.state_name, task_run.run_count),
+        attempts=task_run.run_count,
+        started_at=task_run.start_time,
+        ended_at=task_run.end_time,
+    )
+
+
+def read_flow_run(flow_run_id: Any, settle_s: float = 0.3, limit_s: float = 30.0):
+    """The flow run and all its task runs with their state histories, from the API.
+
+    3.x writes task runs from events after the flow returns, so poll until every task run is in
+    a final state, its history agrees with it, and nothing has changed for `settle_s`.
+    """
+    from prefect import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
+
+    task_filter = TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run_id]))
+    deadline = time.monotonic() + limit_s
+    previous, stable_since = None, time.monotonic()
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_task_runs(task_run_filter=task_filter, limit=200)
+            histories = {
+                run.id: sorted(client.read_task_run_states(run.id), key=lambda s: s.timestamp)
+                for run in runs
+            }
+            snapshot = sorted(
+                (str(r.id), r.state_name, r.run_count, len(histories[r.id])) for r in runs
+            )
+            now = time.monotonic()
+            if snapshot != previous:
+                previous, stable_since = snapshot, now
+            settled = all(
+                (r.state_type.value in FINAL_TYPES or r.state_name == "NotReady")
+                and histories[r.id]
+                and histories[r.id][-1].name == r.state_name
+                for r in runs
+            )
+            if settled and now - stable_since >= settle_s:
+                break
+            if now > deadline:
+                raise TimeoutError(f"task runs of flow run {flow_run_id} never settled")
+            time.sleep(0.05)
+        flow_run = client.read_flow_run(flow_run_id)
+    ordered = sorted(runs, key=lambda r: r.start_time or r.expected_start_time or r.created)
+    return flow_run, [(run, histories[run.id]) for run in ordered]

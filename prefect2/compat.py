@@ -1,0 +1,88 @@
+"""Everything that differs between Prefect 2.x and 3.x, in one place.
+
+Flows and tasks are written once; futures, the API server and a few settings differ by major.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import signal
+import sys
+from collections.abc import Iterable, Iterator
+from importlib.metadata import version
+from typing import Any
+
+VERSION = version("prefect")
+MAJOR = int(VERSION.split(".")[0])
+
+
+def final_states(futures: Iterable[Any]) -> list[Any]:
+    """Wait for futures and return their final states (2.x: `wait()` returns it; 3.x: `.state`)."""
+    states = []
+    for future in futures:
+        waited = future.wait()
+        states.append(waited if MAJOR == 2 else future.state)
+    return states
+
+
+class ApiServer:
+    """The API the flows report to, one per process.
+
+    2.x serves it in-process from SQLite in PREFECT_HOME: nothing to start or stop. 3.x starts a
+    uvicorn subprocess; we start it ourselves on the main thread, so we can stop it for sure:
+    at close(), at interpreter exit, and on SIGTERM.
+    """
+
+    def __init__(self) -> None:
+        self._server: Any = None
+
+    def start(self) -> None:
+        if MAJOR == 2 or self._server is not None:
+            return
+        # Private in 3.x, but it is the instance get_client() reuses for the ephemeral API.
+        from prefect.server.api.server import SubprocessASGIServer
+
+        self._server = SubprocessASGIServer()
+        self._server.start()
+        atexit.register(self.stop)
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        # Send the events still in flight before the server goes away, or task runs are lost.
+        from prefect.events.worker import EventsWorker
+
+        EventsWorker.drain_all()
+        self._server.stop()
+        self._server = None
+
+    @property
+    def pid(self) -> int | None:
+        process = getattr(self._server, "server_process", None)
+        return process.pid if process is not None else None
+
+
+@contextlib.contextmanager
+def flow_run_settings(result_dir: str) -> Iterator[None]:
+    """Settings for one flow run: results in its run directory; 3.x flow heartbeat off."""
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+
+    updates: dict[Any, Any] = {PREFECT_LOCAL_STORAGE_PATH: result_dir}
+    if MAJOR >= 3:
+        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+        # 3.x waits ~1 s per flow run for a heartbeat thread we do not need.
+        updates[PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
+    with temporary_settings(updates=updates):
+        yield
+
+
+def drain_events() -> None:
+    """3.x records task runs from events, asynchronously: push out what is queued."""
+    if MAJOR >= 3:
+        from prefect.events.worker import EventsWorker
+
+        EventsWorker.drain_all()

@@ -1,0 +1,141 @@
+"""The NYC green-taxi pipeline as Prefect dynamic flows (runs unchanged on Prefect 2.x and 3.x).
+
+Failure handling is ordinary Python around tasks: retries on the decorator, a fallback on the
+state of a failed task, a quality gate as an `if`, fan-out over a list known only at run time,
+and a `while` loop for retraining.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task, unmapped
+from prefect.states import Completed
+from prefect.tasks import task_input_hash
+
+from prefect2 import compat
+from prefect2.hooks import notify_flow_failed, notify_task_failed
+from shared_pipeline import steps
+from shared_pipeline.settings import Settings
+
+SETTINGS = Settings()
+
+# Steps whose results a rerun may reuse: same inputs, same output (see resume_after_fix).
+cached = dict(cache_key_fn=task_input_hash, persist_result=True)
+
+
+@task(
+    retries=SETTINGS.extract_retries,
+    retry_delay_seconds=SETTINGS.extract_retry_delay_s,
+    task_run_name="extract[{month}]",
+    on_failure=[notify_task_failed],
+    **cached,
+)
+def extract(run_dir: str, month: str) -> str:
+    return steps.extract(run_dir, month)
+
+
+@task(task_run_name="read[{month}]", on_failure=[notify_task_failed], **cached)
+def read(run_dir: str, month: str, parquet_path: str) -> dict[str, Any]:
+    return steps.read(run_dir, month, parquet_path)
+
+
+@task(
+    retries=SETTINGS.enrich_retries,
+    retry_delay_seconds=SETTINGS.enrich_retry_delay_s,
+    task_run_name="enrich",
+    on_failure=[notify_task_failed],
+    **cached,
+)
+def enrich(run_dir: str, months: list[str]) -> dict[str, dict[str, float]]:
+    return steps.enrich(run_dir, months)
+
+
+@task(task_run_name="features", on_failure=[notify_task_failed], **cached)
+def features(run_dir: str, train: dict, valid: dict, enrichment: dict | None) -> dict[str, Any]:
+    return steps.features(run_dir, train, valid, enrichment)
+
+
+@task(
+    timeout_seconds=SETTINGS.train_timeout_s,
+    task_run_name="train[{candidate[key]}]",
+    on_failure=[notify_task_failed],
+)
+def train(run_dir: str, features_result: dict, candidate: dict) -> dict[str, Any]:
+    return steps.train(run_dir, features_result, candidate)
+
+
+@task(task_run_name="evaluate", on_failure=[notify_task_failed])
+def evaluate(run_dir: str, features_result: dict, trained: list[dict]) -> dict[str, Any]:
+    return steps.evaluate(run_dir, features_result, trained)
+
+
+@task(task_run_name="evaluate[{key}]", on_failure=[notify_task_failed])
+def evaluate_round(
+    run_dir: str, features_result: dict, trained: list[dict], key: str
+) -> dict[str, Any]:
+    return steps.evaluate(run_dir, features_result, trained, key)
+
+
+@task(task_run_name="gate", on_failure=[notify_task_failed])
+def gate(run_dir: str, train_read: dict, evaluation: dict) -> dict[str, Any]:
+    return steps.gate(run_dir, train_read, evaluation)
+
+
+@task(task_run_name="register", on_failure=[notify_task_failed])
+def register(run_dir: str, features_result: dict, evaluation: dict, degraded: bool) -> dict:
+    return steps.register(run_dir, features_result, evaluation, degraded)
+
+
+def prepare(run_dir: str) -> tuple[dict, dict, bool]:
+    """Extract and read both months, enrich (or fall back), build features."""
+    months = [SETTINGS.train_month, SETTINGS.valid_month]
+    reads = [read(run_dir, month, extract(run_dir, month)) for month in months]
+
+    enrichment = enrich(run_dir, months, return_state=True)
+    degraded = enrichment.is_failed()
+    # The API is optional: without it we train on PU_DO and distance alone.
+    feats = features(run_dir, *reads, None if degraded else enrichment.result())
+    return reads[0], feats, degraded
+
+
+def finish(run_dir: str, train_read: dict, feats: dict, evaluation: dict, degraded: bool):
+    verdict = gate(run_dir, train_read, evaluation)
+    if verdict["passed"]:
+        register(run_dir, feats, evaluation, degraded)
+    if degraded:
+        return Completed(message="trained without enrichment: API unavailable", name="Degraded")
+    return {"evaluation": evaluation, "gate": verdict}
+
+
+@flow(name="train-pipeline", on_failure=[notify_flow_failed])
+def train_pipeline(run_dir: str):
+    train_read, feats, degraded = prepare(run_dir)
+
+    candidates = steps.plan_candidates(run_dir, feats)
+    futures = train.map(run_dir, unmapped(feats), candidates)
+    # One failed branch must not sink the run: keep the candidates that trained.
+    trained = [state.result() for state in compat.final_states(futures) if state.is_completed()]
+    if not trained:
+        raise RuntimeError("no candidate model trained")
+
+    evaluation = evaluate(run_dir, feats, trained)
+    return finish(run_dir, train_read, feats, evaluation, degraded)
+
+
+@flow(name="retrain-until-good", on_failure=[notify_flow_failed])
+def retrain_until_good(run_dir: str):
+    train_read, feats, degraded = prepare(run_dir)
+
+    round_number = 0
+    while True:
+        round_number += 1
+        candidate = steps.retrain_candidate(run_dir, round_number)
+        model = train(run_dir, feats, candidate)
+        evaluation = evaluate_round(run_dir, feats, [model], candidate["key"])
+        if steps.good_enough(run_dir, evaluation, round_number):
+            break
+    return finish(run_dir, train_read, feats, evaluation, degraded)
+
+
+FLOWS = {"train": train_pipeline, "retrain": retrain_until_good}

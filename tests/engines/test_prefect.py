@@ -1,0 +1,111 @@
+"""Prefect-only checks (run inside the prefect2 nox session, for the installed major).
+
+The server is stopped on every way out, nothing is written outside the output directory, and the
+state mapping refuses state names it does not know.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from prefect2.adapter import flow_outcome, task_state
+from shared_pipeline.vocabulary import FlowOutcome, StepState
+
+# Runs one failing scenario, prints the API server's pid, then ends the way argv[2] says.
+SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from pathlib import Path
+    from prefect2.compat import MAJOR
+    from shared_pipeline.cli import load_adapter
+    from shared_pipeline.harness import run_scenario
+    from shared_pipeline.scenarios import get_scenario
+    from shared_pipeline.settings import Settings
+
+    out, ending = Path(sys.argv[1]), sys.argv[2]
+    adapter = load_adapter(f"prefect{MAJOR}", out)
+    record = run_scenario(adapter, get_scenario("db_down"), out,
+                          base_settings=Settings(trips_per_month=2000))
+    print("PID", adapter.server.pid, record.runs[0].native_state, flush=True)
+    if ending == "raise":
+        raise RuntimeError("the test harness itself fails after a failed run")
+    if ending == "sigterm":
+        time.sleep(60)  # the test sends SIGTERM meanwhile
+    """
+)
+
+
+def _run(tmp_path: Path, ending: str) -> tuple[subprocess.Popen[str], int | None, str]:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(tmp_path / "out"), ending],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line.startswith("PID"), line
+    _, pid, state = line.split()
+    return process, None if pid == "None" else int(pid), state
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
+
+
+def _wait_gone(pid: int, limit_s: float = 15.0) -> bool:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("ending", ["raise", "sigterm"])
+def test_no_server_outlives_the_process(tmp_path: Path, engine_name: str, ending: str) -> None:
+    process, pid, state = _run(tmp_path, ending)
+    if ending == "sigterm":
+        process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+
+    assert state == "Failed"
+    assert process.returncode != 0
+    if engine_name == "prefect2":
+        # 2.x serves its API in-process: there is no server process at all.
+        assert pid is None
+    else:
+        assert pid is not None
+        assert _wait_gone(pid), f"Prefect server {pid} outlived its parent"
+    # Nothing written to HOME or the current directory: all under the output directory.
+    assert list((tmp_path / "home").iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out"]
+
+
+def test_state_mapping_is_explicit() -> None:
+    assert task_state("Completed", 1) is StepState.COMPLETED
+    assert task_state("Completed", 3) is StepState.COMPLETED_AFTER_RETRY
+    assert task_state("TimedOut", 1) is StepState.TIMED_OUT
+    assert task_state("NotReady", 0) is StepState.NOT_RUN_UPSTREAM_FAILED
+    assert flow_outcome("COMPLETED", "Degraded") is FlowOutcome.DEGRADED
+    assert flow_outcome("CRASHED", "Crashed") is FlowOutcome.FAILED
+    with pytest.raises(ValueError, match="Running"):
+        task_state("Running", 1)
