@@ -7,15 +7,16 @@ import contextlib
 import importlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from shared_pipeline.harness import EngineAdapter, ScenarioError, check_database, run_scenario
-from shared_pipeline.records import read_record, record_path
-from shared_pipeline.scenarios import CATALOGUE, SCENARIOS
+from shared_pipeline.scenarios import CATALOGUE, SCENARIOS, ScenarioError
 from shared_pipeline.settings import Settings
-from shared_pipeline.summary import print_summary
+
+if TYPE_CHECKING:
+    from shared_pipeline.harness import EngineAdapter
 
 # Engine name -> "module:factory". Wirings live outside the package; each needs its own venv.
 ENGINES = {
@@ -96,6 +97,10 @@ def _list_scenarios(console: Console) -> int:
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
+    # Imported here: pandas, scikit-learn and the engines take seconds, --help should not.
+    from shared_pipeline.harness import check_database, run_scenario
+    from shared_pipeline.summary import print_summary
+
     if args.scenario != "all" and args.scenario not in SCENARIOS:
         raise CLIError(f"unknown scenario {args.scenario!r} (known: {', '.join(SCENARIOS)}, all)")
     adapter = load_adapter(args.engine, args.out)
@@ -129,6 +134,9 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 
 
 def _show(args: argparse.Namespace, console: Console) -> int:
+    from shared_pipeline.records import read_record, record_path
+    from shared_pipeline.summary import print_summary
+
     records = []
     for engine in args.engine:
         for scenario in CATALOGUE:

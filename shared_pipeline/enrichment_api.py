@@ -34,7 +34,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class APIStatusError(OSError):
+class APIStatusError(Exception):
     """The API answered with an error status (a real response, e.g. 503 with Retry-After).
 
     urllib's HTTPError holds the open response and cannot be pickled; engines pickle a failed

@@ -36,7 +36,7 @@ from shared_pipeline.records import (
     registry_effect,
     write_record,
 )
-from shared_pipeline.scenarios import Scenario
+from shared_pipeline.scenarios import Scenario, ScenarioError
 from shared_pipeline.settings import Settings
 from shared_pipeline.vocabulary import FlowOutcome, StepState
 
@@ -62,10 +62,6 @@ class EngineAdapter(Protocol):
     def close(self) -> None: ...
 
 
-class ScenarioError(ValueError):
-    """The scenario cannot run as asked (for example a fault the database cannot have)."""
-
-
 def check_database(db_url: str) -> None:
     """Fail early and clearly when a user-given database URL cannot be reached."""
     try:
@@ -83,10 +79,13 @@ def _month(month: str, n_trips: int, corrupt: bool) -> pd.DataFrame:
     return generate_month(month, n_trips, corrupt=corrupt)
 
 
-def _prepare_source(db_url: str, settings: Settings, corrupt: tuple[str, ...], cache: Path) -> None:
+def _prepare_source(
+    db_url: str, settings: Settings, corrupt: tuple[str, ...], cache: Path, own_file: bool
+) -> None:
+    """Load the months into the source database (replacing only their tables)."""
     months = (settings.production_month, settings.train_month, settings.valid_month)
     url = make_url(db_url)
-    if url.get_backend_name() == "sqlite" and url.database:
+    if own_file:
         # Loading 90k rows costs ~1 s; a copy of a loaded template costs nothing.
         template = cache / f"trips-{settings.trips_per_month}-{'-'.join(months)}.db"
         if not template.exists():
@@ -168,6 +167,7 @@ def run_scenario(
     # and Prefect's cache keys include it, so a path is never reused for another run.
     run_dir = runs_root / f"{scenario.id}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
     cache = (out / "runs" / ".cache").resolve()
+    own_file = db_url is None  # the run's own SQLite file; a user's database is never replaced
     db_url = db_url or f"sqlite:///{run_dir / 'source' / 'trips.db'}"
     _validate(scenario, db_url)
     say = on_progress or (lambda _msg: None)
@@ -176,7 +176,7 @@ def run_scenario(
         shutil.rmtree(previous)  # only the latest run of a scenario is kept, with its record
     run_dir.mkdir(parents=True)
     say("preparing data and registry")
-    _prepare_source(db_url, settings, scenario.corrupt_months, cache)
+    _prepare_source(db_url, settings, scenario.corrupt_months, cache, own_file)
     registry.create_store(run_dir, template=cache / "mlflow-empty.db")
     _seed_production(run_dir, settings)
     init_attempt_log(run_dir)

@@ -18,6 +18,10 @@ C = StepState.COMPLETED
 NOT_RUN = StepState.NOT_RUN_UPSTREAM_FAILED
 
 
+class ScenarioError(ValueError):
+    """The scenario cannot run as asked (for example a fault the database cannot have)."""
+
+
 class RunExpectation(BaseModel):
     """What one flow run of a scenario must end in."""
 
@@ -73,7 +77,6 @@ class Scenario(BaseModel):
                 }
             )
         return runs
-
 
 
 def train_tasks(*keys: str) -> list[str]:

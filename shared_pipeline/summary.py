@@ -39,17 +39,11 @@ def _steps_cell(record: RunRecord) -> str:
 
 def summary_table(records: Iterable[RunRecord]) -> Table:
     table = Table(title="Scenario results (native state names; ✓ = matches the shared spec)")
-    for column in (
-        "scenario",
-        "engine",
-        "flow",
-        "steps not plainly completed",
-        "notified",
-        "registry",
-        "s",
-        "spec",
-    ):
+    table.add_column("scenario", no_wrap=True)
+    for column in ("engine", "flow", "steps not plainly completed", "notified", "registry"):
         table.add_column(column, overflow="fold")
+    table.add_column("s", justify="right")
+    table.add_column("spec", no_wrap=True)
     for record in records:
         problems = check_record(record)
         table.add_row(

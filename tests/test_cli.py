@@ -1,0 +1,164 @@
+"""The command line, as a user runs it: `python -m shared_pipeline ...` in a fresh directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared_pipeline.conformance import check_record
+from shared_pipeline.records import read_record
+from shared_pipeline.scenarios import CATALOGUE
+from shared_pipeline.vocabulary import FlowOutcome, RegistryEffect
+
+UNREACHABLE_DB = "sqlite:////nonexistent/dir/x.db"
+# Quick invocations (about 2 s each, mostly imports), started together by `quick_runs`.
+QUICK: dict[str, list[str]] = {
+    "help": ["--help"],
+    "list": ["list-scenarios"],
+    "unknown-scenario": ["run", "--engine", "python", "--scenario", "nope", "--out", "out"],
+    "unknown-engine": ["run", "--engine", "nope", "--scenario", "happy_path", "--out", "out"],
+    "unreachable-db": [
+        *("run", "--engine", "python", "--scenario", "happy_path", "--out", "out"),
+        *("--db-url", UNREACHABLE_DB),
+    ],
+    "show-nothing": ["show", "--engine", "python", "--out", "empty"],
+}
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "shared_pipeline", *args]
+
+
+# A wide terminal, so rich does not fold scenario ids across table lines.
+ENV = {**os.environ, "COLUMNS": "250"}
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command(*args), cwd=cwd, env=ENV, capture_output=True, text=True, timeout=120
+    )
+
+
+Quick = tuple[Path, subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Quick]:
+    """Each QUICK invocation in its own fresh working directory, all running at once."""
+    started = {}
+    for name, args in QUICK.items():
+        cwd = tmp_path_factory.mktemp(name)
+        if name == "show-nothing":
+            (cwd / "empty").mkdir()
+        process = subprocess.Popen(
+            command(*args),
+            cwd=cwd,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started[name] = (cwd, process)
+    finished = {}
+    try:
+        for name, (cwd, process) in started.items():
+            stdout, stderr = process.communicate(timeout=120)
+            finished[name] = (
+                cwd,
+                subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr),
+            )
+    finally:
+        for _, process in started.values():
+            if process.poll() is None:  # only after a timeout: do not leave it running
+                process.kill()
+                process.communicate()
+    return finished
+
+
+def everything_under(path: Path) -> list[Path]:
+    return sorted(p.relative_to(path) for p in path.rglob("*"))
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *mentions: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for text in mentions:
+        assert text in lines[0]
+
+
+def test_help_names_the_commands(quick_runs: dict[str, Quick]) -> None:
+    cwd, result = quick_runs["help"]
+
+    assert result.returncode == 0, result.stderr
+    for name in ("list-scenarios", "run", "show"):
+        assert name in result.stdout
+    assert everything_under(cwd) == []
+
+
+def test_list_scenarios_lists_every_scenario_id(quick_runs: dict[str, Quick]) -> None:
+    cwd, result = quick_runs["list"]
+
+    assert result.returncode == 0, result.stderr
+    first_cells = {line.split("│")[1].strip() for line in result.stdout.splitlines() if "│" in line}
+    assert {scenario.id for scenario in CATALOGUE} <= first_cells
+    assert everything_under(cwd) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "mentions"),
+    [
+        ("unknown-scenario", ["'nope'", "happy_path"]),
+        ("unknown-engine", ["'nope'", "python"]),
+        ("unreachable-db", ["cannot reach database", "/nonexistent/dir/x.db"]),
+    ],
+)
+def test_run_refuses_bad_arguments_in_one_line_and_writes_nothing(
+    quick_runs: dict[str, Quick], name: str, mentions: list[str]
+) -> None:
+    cwd, result = quick_runs[name]
+
+    assert_one_line_error(result, *mentions)
+    assert not (cwd / "out" / "results").exists()
+    assert not (cwd / "out" / "runs").exists()
+    assert everything_under(cwd) == []
+    assert not Path("/nonexistent").exists()
+
+
+def test_show_without_records_is_an_error(quick_runs: dict[str, Quick]) -> None:
+    cwd, result = quick_runs["show-nothing"]
+
+    assert_one_line_error(result, "no records", "python")
+    assert everything_under(cwd) == [Path("empty")]
+
+
+@pytest.mark.timeout(180)
+def test_run_happy_path_writes_a_conforming_record_that_show_reads(tmp_path: Path) -> None:
+    run = cli(
+        "run",
+        *("--engine", "python", "--scenario", "happy_path", "--out", "tmp", "--trips", "2000"),
+        cwd=tmp_path,
+    )
+
+    assert run.returncode == 0, run.stderr
+    record = read_record(tmp_path / "tmp" / "results" / "python" / "happy_path.json")
+    assert (record.engine, record.scenario) == ("python", "happy_path")
+    run_dir = Path(record.run_dir)
+    assert run_dir.parent == tmp_path / "tmp" / "runs" / "python"
+    assert run_dir.name.startswith("happy_path") and (run_dir / "context.json").is_file()
+    (flow_run,) = record.runs
+    assert flow_run.outcome is FlowOutcome.COMPLETED
+    assert flow_run.registry_effect is RegistryEffect.PROMOTED
+    assert check_record(record) == []
+
+    show = cli("show", "--engine", "python", "--out", "tmp", cwd=tmp_path)
+
+    assert show.returncode == 0, show.stderr
+    rows = [line.split("│") for line in show.stdout.splitlines() if "│" in line]
+    assert [cells[1].strip() for cells in rows] == ["happy_path"]
+    assert "promoted" in rows[0][6]
