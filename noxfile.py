@@ -17,6 +17,13 @@ nox.options.sessions = ["lint", "tests", "prefect2"]
 os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
 
 PYTEST = ["pytest", "-p", "no:cacheprovider"]
+PREFECT = {
+    # The last 2.x release. Prefect 2.20 breaks on pydantic 2.13+ (Flow() fails building its
+    # parameter schema) without saying so in its metadata; with pydantic pinned, uv falls back
+    # to older 2.20.x releases that break on pydantic 2.12, so the floor is pinned too.
+    "2": ["prefect>=2.20.27,<3", "pydantic<2.13"],
+    "3": ["prefect==3.*"],
+}
 
 
 def _install(session: nox.Session, *extra: str) -> None:
@@ -72,9 +79,7 @@ def lint(session: nox.Session) -> None:
 @nox.parametrize("prefect", ["2", "3"])
 def prefect2(session: nox.Session, prefect: str) -> None:
     """Prefect dynamic flows (one code base) on Prefect 2.x or 3.x: every scenario, conformance."""
-    # Prefect 2.20 breaks on pydantic 2.13+ (Flow() fails building its parameter schema) but
-    # does not say so in its metadata; 3.x needs no pin.
-    _install(session, f"prefect=={prefect}.*", *(["pydantic<2.13"] if prefect == "2" else []))
+    _install(session, *PREFECT[prefect])
     engine = f"prefect{prefect}"
     session.run(
         *PYTEST,

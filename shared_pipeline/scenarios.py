@@ -110,6 +110,22 @@ def _after(task: str, state: StepState) -> dict[str, StepState]:
 TASK_FAILED, FLOW_FAILED = NotificationEvent.TASK_FAILED, NotificationEvent.FLOW_FAILED
 ALL_TRAINS_FAILED = tuple((TASK_FAILED, t) for t in train_tasks(*CANDIDATES))
 
+
+def every_candidate_ends(state: StepState) -> RunExpectation:
+    """No candidate trains: nothing after training runs, the flow fails, everyone is told."""
+    return RunExpectation(
+        steps=steps(
+            **{t: state for t in train_tasks(*CANDIDATES)},
+            evaluate=NOT_RUN,
+            gate=NOT_RUN,
+            register=NOT_RUN,
+        ),
+        outcome=FlowOutcome.FAILED,
+        notifications=(*ALL_TRAINS_FAILED, (FLOW_FAILED, None)),
+        registry=RegistryEffect.UNCHANGED,
+    )
+
+
 RETRAIN_ROUNDS = 5  # rounds retrain_until_good needs on the embedded data (a unit test checks)
 
 
@@ -223,19 +239,7 @@ CATALOGUE: tuple[Scenario, ...] = (
             "whether the engine's timeout really interrupts the work or only labels it late."
         ),
         faults=(FaultRule(step="train", kind=FaultKind.HANG),),
-        runs=(
-            RunExpectation(
-                steps=steps(
-                    **{t: StepState.TIMED_OUT for t in train_tasks(*CANDIDATES)},
-                    evaluate=NOT_RUN,
-                    gate=NOT_RUN,
-                    register=NOT_RUN,
-                ),
-                outcome=FlowOutcome.FAILED,
-                notifications=(*ALL_TRAINS_FAILED, (FLOW_FAILED, None)),
-                registry=RegistryEffect.UNCHANGED,
-            ),
-        ),
+        runs=(every_candidate_ends(StepState.TIMED_OUT),),
     ),
     Scenario(
         id="bad_data",
@@ -284,17 +288,7 @@ CATALOGUE: tuple[Scenario, ...] = (
         ),
         faults=(FaultRule(step="train", kind=FaultKind.CORRUPT_FEATURES, until_fixed=True),),
         runs=(
-            RunExpectation(
-                steps=steps(
-                    **{t: StepState.FAILED for t in train_tasks(*CANDIDATES)},
-                    evaluate=NOT_RUN,
-                    gate=NOT_RUN,
-                    register=NOT_RUN,
-                ),
-                outcome=FlowOutcome.FAILED,
-                notifications=(*ALL_TRAINS_FAILED, (FLOW_FAILED, None)),
-                registry=RegistryEffect.UNCHANGED,
-            ),
+            every_candidate_ends(StepState.FAILED),
             RunExpectation(
                 steps=steps(
                     default=StepState.CACHED,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 
 from rich.console import Console
@@ -12,35 +13,30 @@ from shared_pipeline.conformance import check_record
 from shared_pipeline.records import RunRecord
 from shared_pipeline.vocabulary import StepState
 
-_SHORT = {
-    StepState.COMPLETED: "",
-    StepState.COMPLETED_AFTER_RETRY: "retried",
-    StepState.FAILED: "FAILED",
-    StepState.TIMED_OUT: "TIMED OUT",
-    StepState.NOT_RUN_UPSTREAM_FAILED: "not run",
-    StepState.SKIPPED: "skipped",
-    StepState.CACHED: "cached",
-}
-
 
 def _steps_cell(record: RunRecord) -> str:
+    """Per flow run: tasks grouped by native state; the unusual ones named, with attempts."""
     lines = []
     for run in record.runs:
-        notable = [
-            f"{t.task}: {t.native_state or '(none)'}"
-            + (f" x{t.attempts}" if t.attempts > 1 else "")
-            for t in run.tasks
-            if t.state is not StepState.COMPLETED
-        ]
+        plain = Counter(t.native_state for t in run.tasks if t.state is StepState.COMPLETED)
+        parts = [f"{name} ×{count}" for name, count in plain.items()]
+        absent = sum(t.native_state is None for t in run.tasks)
+        named: dict[str, list[str]] = {}
+        for t in run.tasks:
+            if t.state is not StepState.COMPLETED and t.native_state is not None:
+                attempts = f" ({t.attempts} attempts)" if t.attempts > 1 else ""
+                named.setdefault(t.native_state, []).append(t.task + attempts)
+        parts += [f"{state}: {', '.join(tasks)}" for state, tasks in named.items()]
+        parts += [f"never created ×{absent}"] if absent else []
         prefix = f"run {run.run}: " if len(record.runs) > 1 else ""
-        lines.append(prefix + (", ".join(notable) or f"all {len(run.tasks)} tasks completed"))
+        lines.append(prefix + "; ".join(parts))
     return "\n".join(lines)
 
 
 def summary_table(records: Iterable[RunRecord]) -> Table:
     table = Table(title="Scenario results (native state names; ✓ = matches the shared spec)")
     table.add_column("scenario", no_wrap=True)
-    for column in ("engine", "flow", "steps not plainly completed", "notified", "registry"):
+    for column in ("engine", "flow", "tasks (native state)", "notified", "registry"):
         table.add_column(column, overflow="fold")
     table.add_column("s", justify="right")
     table.add_column("spec", no_wrap=True)

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from shared_pipeline.cli import load_adapter
-from shared_pipeline.harness import EngineAdapter
+from shared_pipeline.harness import EngineAdapter, run_scenario
+from shared_pipeline.records import RunRecord
+from shared_pipeline.scenarios import get_scenario
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +31,22 @@ def pipeline_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The nox sessions point this at the checkout, so the records they assert on are kept."""
     configured = os.environ.get("PIPELINE_OUT")
     return Path(configured) if configured else tmp_path_factory.mktemp("pipeline-out")
+
+
+class ScenarioRuns:
+    """Each scenario runs once per session; later tests read the same record (one run, two uses)."""
+
+    def __init__(self, adapter: EngineAdapter, out: Path) -> None:
+        self.adapter, self.out = adapter, out
+        self.records: dict[str, RunRecord] = {}
+
+    def __call__(self, scenario_id: str) -> RunRecord:
+        if scenario_id not in self.records:
+            scenario = get_scenario(scenario_id)
+            self.records[scenario_id] = run_scenario(self.adapter, scenario, self.out)
+        return self.records[scenario_id]
+
+
+@pytest.fixture(scope="session")
+def scenario_run(adapter: EngineAdapter, pipeline_out: Path) -> ScenarioRuns:
+    return ScenarioRuns(adapter, pipeline_out)

@@ -102,3 +102,57 @@ def test_state_mapping_is_explicit() -> None:
     assert flow_outcome("CRASHED", "Crashed") is FlowOutcome.FAILED
     with pytest.raises(ValueError, match="Running"):
         task_state("Running", 1)
+
+
+# What Prefect itself recorded in the conformance runs, per major (documented behaviour).
+
+
+def test_retries_are_recorded_as_prefect_retry_states(scenario_run) -> None:
+    run = scenario_run("db_maintenance").runs[0]
+    for month in ("2024-02", "2024-03"):
+        extract = run.task(f"extract[{month}]")
+        assert extract is not None and extract.attempts == 3
+        # A nonzero retry_delay_seconds parks the run in AwaitingRetry before each Retrying.
+        assert [s.name for s in extract.native_history] == [
+            "Pending",
+            "Running",
+            "AwaitingRetry",
+            "Retrying",
+            "AwaitingRetry",
+            "Retrying",
+            "Completed",
+        ]
+
+
+def test_timeout_interrupts_the_hanging_training(scenario_run) -> None:
+    run = scenario_run("train_hangs").runs[0]
+    trains = [t for t in run.tasks if t.step == "train"]
+    assert {t.native_state for t in trains} == {"TimedOut"}
+    attempts = [a for a in run.attempt_log if a.step == "train"]
+    assert len(attempts) == 3
+    # Interrupted inside the loop, not left to run to the fault's cap ("hang_cap_reached").
+    assert {a.outcome for a in attempts} == {"failed"}
+
+
+def test_a_handled_failure_ends_in_a_custom_degraded_state(scenario_run, engine_name) -> None:
+    run = scenario_run("api_down").runs[0]
+    assert run.native_state == "Degraded"
+    enrich = run.task("enrich")
+    assert enrich is not None and enrich.attempts == 3
+    # The last attempt met a hanging API; 3.x calls the client's TimeoutError a timeout.
+    assert enrich.native_state == {"prefect2": "Failed", "prefect3": "TimedOut"}[engine_name]
+
+
+def test_a_resumed_run_reuses_results_by_cache_key(scenario_run, engine_name) -> None:
+    first, second = scenario_run("resume_after_fix").runs
+    cached = [t for t in second.tasks if t.native_state == "Cached"]
+    assert sorted(t.task for t in cached) == sorted(
+        t.task for t in first.tasks if t.step in {"extract", "read", "enrich", "features"}
+    )
+    for task in cached:
+        if engine_name == "prefect2":
+            # 2.x renders task_run_name only for runs that start running: a cached run keeps
+            # its default name, linked to the run it reuses by the shared cache key.
+            assert task.native_id is not None and f"(reuses {task.task})" in task.native_id
+        else:
+            assert task.native_id == task.task
