@@ -20,22 +20,25 @@ from shared_pipeline.settings import Settings
 
 SETTINGS = Settings()
 
-# Steps whose results a rerun may reuse: same inputs, same output (see resume_after_fix).
-cached = dict(cache_key_fn=task_input_hash, persist_result=True)
-
 
 @task(
     retries=SETTINGS.extract_retries,
     retry_delay_seconds=SETTINGS.extract_retry_delay_s,
     task_run_name="extract[{month}]",
     on_failure=[notify_task_failed],
-    **cached,
+    cache_key_fn=task_input_hash,  # a rerun with the same inputs reuses the result
+    persist_result=True,
 )
 def extract(run_dir: str, month: str) -> str:
     return steps.extract(run_dir, month)
 
 
-@task(task_run_name="read[{month}]", on_failure=[notify_task_failed], **cached)
+@task(
+    task_run_name="read[{month}]",
+    on_failure=[notify_task_failed],
+    cache_key_fn=task_input_hash,
+    persist_result=True,
+)
 def read(run_dir: str, month: str, parquet_path: str) -> dict[str, Any]:
     return steps.read(run_dir, month, parquet_path)
 
@@ -45,13 +48,19 @@ def read(run_dir: str, month: str, parquet_path: str) -> dict[str, Any]:
     retry_delay_seconds=SETTINGS.enrich_retry_delay_s,
     task_run_name="enrich",
     on_failure=[notify_task_failed],
-    **cached,
+    cache_key_fn=task_input_hash,
+    persist_result=True,
 )
 def enrich(run_dir: str, months: list[str]) -> dict[str, dict[str, float]]:
     return steps.enrich(run_dir, months)
 
 
-@task(task_run_name="features", on_failure=[notify_task_failed], **cached)
+@task(
+    task_run_name="features",
+    on_failure=[notify_task_failed],
+    cache_key_fn=task_input_hash,
+    persist_result=True,
+)
 def features(run_dir: str, train: dict, valid: dict, enrichment: dict | None) -> dict[str, Any]:
     return steps.features(run_dir, train, valid, enrichment)
 

@@ -27,7 +27,7 @@ class Settings(BaseModel):
     enrich_retry_delay_s: float = 0.1
     api_timeout_s: float = 0.5
     # Training: a candidate that runs longer than this is stopped by the engine.
-    train_timeout_s: float = 1.5
+    train_timeout_s: float = 2.0
     # A planned hang gives up after this long, so an engine that cannot interrupt still ends.
     hang_cap_s: float = 5.0
 
