@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -151,6 +152,9 @@ def _show(args: argparse.Namespace, console: Console) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Logs and CI: rich would assume 80 columns and fold the results table into a ribbon.
+        console = Console(width=160)
     try:
         if args.command == "list-scenarios":
             return _list_scenarios(console)
