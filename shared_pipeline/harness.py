@@ -16,6 +16,7 @@ from typing import Protocol
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
+from sklearn.pipeline import Pipeline
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -105,12 +106,18 @@ def _prepare_source(
         load_months(db_url, frames)
 
 
-def _seed_production(run_dir: Path, settings: Settings) -> None:
+@functools.lru_cache(maxsize=4)
+def _production_model(month: str, n_trips: int) -> Pipeline:
     """Production today: a model trained on an older month, without enrichment."""
-    trips = ml.clean_trips(_month(settings.production_month, settings.trips_per_month, False))
-    model = ml.make_model({"model": "linear"}).fit(
+    trips = ml.clean_trips(_month(month, n_trips, False))
+    return ml.make_model({"model": "linear"}).fit(
         ml.feature_dicts(trips, None), trips["duration"].to_numpy()
     )
+
+
+def _seed_production(run_dir: Path, settings: Settings) -> None:
+    # The same model for every run of a process: fitted once, registered in each run's store.
+    model = _production_model(settings.production_month, settings.trips_per_month)
     version = registry.log_and_register(
         run_dir, model, metrics={}, tags={"scenario": "seed", "month": settings.production_month}
     )
