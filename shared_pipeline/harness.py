@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sklearn.pipeline import Pipeline
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -30,6 +30,7 @@ from shared_pipeline.notifications import read_notifications
 from shared_pipeline.records import (
     AttemptLogEntry,
     FlowRunRecord,
+    GraphEdge,
     Limitation,
     RegistrySnapshot,
     RunRecord,
@@ -51,6 +52,8 @@ class EngineRun(BaseModel):
     native_message: str | None = None
     outcome: FlowOutcome
     tasks: list[TaskRecord]
+    graph_kind: str | None = None  # "declared" or "observed": see FlowRunRecord
+    graph: list[GraphEdge] = Field(default_factory=list)
 
 
 class EngineAdapter(Protocol):
@@ -226,6 +229,8 @@ def run_scenario(
                     registry_after=after,
                     registry_effect=registry_effect(before, after),
                     attempt_log=[AttemptLogEntry(**e) for e in read_attempt_log(run_dir, number)],
+                    graph_kind=result.graph_kind,
+                    graph=result.graph,
                 )
             )
     record = RunRecord(
@@ -238,6 +243,7 @@ def run_scenario(
         runs=runs,
         wall_seconds=round(time.perf_counter() - started, 3),
         limitations=list(adapter.limitations),
+        settings=settings.model_dump(),
     )
     write_record(record, out / "results")
     return record

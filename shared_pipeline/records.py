@@ -82,6 +82,13 @@ class Limitation(_Strict):
     doc: str | None = None
 
 
+class GraphEdge(_Strict):
+    """One dependency in the engine's own graph model: `upstream` feeds `downstream`."""
+
+    upstream: str  # task names as the engine has them (native ids)
+    downstream: str
+
+
 class FlowRunRecord(_Strict):
     run: int
     flow: str
@@ -95,6 +102,10 @@ class FlowRunRecord(_Strict):
     registry_after: RegistrySnapshot
     registry_effect: RegistryEffect
     attempt_log: list[AttemptLogEntry]
+    # The graph as the engine models it: "declared" before the run (a static DAG's edges) or
+    # "observed" (rebuilt from what the run really did, e.g. task-run inputs); None if unknown.
+    graph_kind: str | None = None
+    graph: list[GraphEdge] = Field(default_factory=list)
 
     def task(self, task_id: str) -> TaskRecord | None:
         return next((t for t in self.tasks if t.task == task_id), None)
@@ -111,6 +122,7 @@ class RunRecord(_Strict):
     runs: list[FlowRunRecord]
     wall_seconds: float
     limitations: list[Limitation] = Field(default_factory=list)
+    settings: dict[str, Any] = Field(default_factory=dict)  # the Settings this run used
 
 
 def registry_effect(before: RegistrySnapshot, after: RegistrySnapshot) -> RegistryEffect:
