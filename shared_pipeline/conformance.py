@@ -43,7 +43,11 @@ def _check_run(run: FlowRunRecord, expected: RunExpectation) -> list[str]:
     # The engine's account against the steps' own: attempts per task, and faults that really bit.
     logged = Counter(entry.task for entry in run.attempt_log)
     for task in run.tasks:
-        if task.state in NOT_EXECUTED:
+        if task.task in expected.engine_tasks:
+            # The engine's own graph task runs no step under its id (its steps log their own).
+            if logged[task.task]:
+                problems.append(f"{where}: engine task {task.task} logged step attempts")
+        elif task.state in NOT_EXECUTED:
             if logged[task.task]:
                 problems.append(
                     f"{where}: {task.task} is {task.state.value} but the step "

@@ -192,6 +192,7 @@ def run_scenario(
     init_attempt_log(run_dir)
 
     runs: list[FlowRunRecord] = []
+    expectations = scenario.expected(adapter.name)
     with EnrichmentAPI() as api:
         RunContext(
             run_dir=str(run_dir),
@@ -203,7 +204,7 @@ def run_scenario(
             settings=settings,
             faults=scenario.faults,
         ).save()
-        for number, expectation in enumerate(scenario.runs, start=1):
+        for number, expectation in enumerate(expectations, start=1):
             if number > 1:
                 mark_fixed(run_dir)
             set_current_run(run_dir, number)
@@ -214,7 +215,8 @@ def run_scenario(
             wall = time.perf_counter() - t0
             after = RegistrySnapshot(**registry.snapshot(run_dir))
             tasks = list(result.tasks)
-            _fill_unseen(tasks, list(expectation.steps), result.outcome)
+            steps_only = [t for t in expectation.steps if t not in expectation.engine_tasks]
+            _fill_unseen(tasks, steps_only, result.outcome)
             runs.append(
                 FlowRunRecord(
                     run=number,

@@ -33,6 +33,9 @@ class RunExpectation(BaseModel):
     registry: RegistryEffect
     # Tasks whose step really executed in this run (from the step-side attempt log).
     executed: tuple[str, ...] | None = None
+    # Tasks an engine has beyond the pipeline's steps (added by its override: a mapped parent,
+    # a join, a loop): they run no step under their own id, so they are checked by state only.
+    engine_tasks: tuple[str, ...] = ()
 
 
 class Override(BaseModel):
@@ -41,10 +44,14 @@ class Override(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     run: int = 1
+    # Tasks whose expected state differs, or that only this engine has (its own graph tasks).
     steps: dict[str, StepState] = Field(default_factory=dict)
+    # Spec tasks the engine does not have as tasks of their own (e.g. loop rounds run inside one).
+    absent: tuple[str, ...] = ()
     outcome: FlowOutcome | None = None
     notifications: tuple[tuple[NotificationEvent, str | None], ...] | None = None
     registry: RegistryEffect | None = None
+    executed: tuple[str, ...] | None = None
     reason: str
     doc: str
 
@@ -66,14 +73,21 @@ class Scenario(BaseModel):
         runs = list(self.runs)
         for override in self.overrides.get(engine, ()):
             base = runs[override.run - 1]
+            unknown = set(override.absent) - set(base.steps)
+            if unknown:
+                raise ScenarioError(f"{self.id}: {engine} override drops unknown tasks {unknown}")
+            kept = {t: state for t, state in base.steps.items() if t not in override.absent}
+            added = [t for t in override.steps if t not in self.runs[override.run - 1].steps]
             runs[override.run - 1] = base.model_copy(
                 update={
-                    "steps": {**base.steps, **override.steps},
+                    "steps": {**kept, **override.steps},
                     "outcome": override.outcome or base.outcome,
                     "notifications": base.notifications
                     if override.notifications is None
                     else override.notifications,
                     "registry": override.registry or base.registry,
+                    "executed": base.executed if override.executed is None else override.executed,
+                    "engine_tasks": tuple(dict.fromkeys((*base.engine_tasks, *added))),
                 }
             )
         return runs
@@ -319,6 +333,115 @@ CATALOGUE: tuple[Scenario, ...] = (
         ),
     ),
 )
+
+
+# Prefect 1 static graphs (prefect1 on the local executor, prefect1-dask on a Dask cluster) ---
+
+PREFECT1 = ("prefect1", "prefect1-dask")
+PREFECT1_DOCS = "https://github.com/PrefectHQ/prefect/blob/1.4.1/docs/core"
+PREFECT1_SOURCE = "https://github.com/PrefectHQ/prefect/blob/1.4.1/src/prefect"
+PREFECT1_GRAPH_REASON = (
+    "A Prefect 1 graph is declared before it runs, so the work between steps is tasks too: the "
+    "enrichment fallback (optional_enrichment, trigger all_finished), the planner whose run-time "
+    "list `.map` fans out over (plan_candidates), the mapped parent `train` (state Mapped) beside "
+    "its children, the FilterTask join (keep_trained, trigger any_successful) and the `case` "
+    "comparison that gates register (case(True)). They run no step of their own."
+)
+
+
+PREFECT1_GRAPH_TASKS = (
+    "optional_enrichment",
+    "plan_candidates",
+    "train",
+    "keep_trained",
+    "case(True)",
+)
+
+
+def prefect1_graph(changed: dict[str, StepState] | None = None) -> dict[str, StepState]:
+    """The train flow's own graph tasks: completed, unless `changed` says otherwise."""
+    return {task: C for task in PREFECT1_GRAPH_TASKS} | (changed or {})
+
+
+def _prefect1_graph_only(changed: dict[str, StepState] | None = None, run: int = 1) -> Override:
+    return Override(
+        run=run,
+        steps=prefect1_graph(changed),
+        reason=PREFECT1_GRAPH_REASON,
+        doc=f"{PREFECT1_DOCS}/concepts/mapping.md",
+    )
+
+
+_NO_CANDIDATE_TRAINED = {"keep_trained": NOT_RUN, "case(True)": NOT_RUN}
+_PREFECT1_OVERRIDES: dict[str, tuple[Override, ...]] = {
+    "happy_path": (_prefect1_graph_only(),),
+    "db_maintenance": (_prefect1_graph_only(),),
+    "db_down": (
+        Override(
+            steps={
+                f"extract[{VALID}]": StepState.FAILED,
+                "enrich": C,
+                **prefect1_graph(dict.fromkeys(PREFECT1_GRAPH_TASKS[1:], NOT_RUN)),
+                "train": StepState.FAILED,
+            },
+            notifications=(
+                (TASK_FAILED, f"extract[{TRAIN}]"),
+                (TASK_FAILED, f"extract[{VALID}]"),
+                (TASK_FAILED, "train"),
+                (FLOW_FAILED, None),
+            ),
+            reason=(
+                "A static graph runs every branch whose upstreams succeeded: the second month's "
+                "extract does not wait for the first, so it meets the outage too (and is "
+                "notified), and enrich, which needs no database, runs. What needs the data is "
+                "TriggerFailed, except the mapped train: Prefect 1 checks mapping before the "
+                "trigger and fails it ('No upstream states can be mapped over'), so its failure "
+                "handler fires, and its children are never created. " + PREFECT1_GRAPH_REASON
+            ),
+            doc=f"{PREFECT1_SOURCE}/engine/task_runner.py#L453-L461",
+        ),
+    ),
+    "api_down": (_prefect1_graph_only(),),
+    "train_hangs": (_prefect1_graph_only(_NO_CANDIDATE_TRAINED),),
+    "bad_data": (_prefect1_graph_only({"case(True)": StepState.SKIPPED}),),
+    "fanout_partial": (_prefect1_graph_only(),),
+    "resume_after_fix": (
+        _prefect1_graph_only(_NO_CANDIDATE_TRAINED, run=1),
+        _prefect1_graph_only(run=2),
+    ),
+    "retrain_until_good": (
+        Override(
+            steps={"optional_enrichment": C, "train_until_good": C, "case(True)": C},
+            absent=tuple(t for t in _retrain_steps() if t.startswith(("train[", "evaluate["))),
+            executed=tuple(_retrain_steps()),
+            reason=(
+                "Prefect 1 loops one task, not a pair (LOOP re-runs the task that raised it), so "
+                "one task, train_until_good, trains and evaluates a round per iteration: the "
+                "rounds are its Looped iterations, not tasks of their own; the steps' own log "
+                "has each round's train and evaluate. " + PREFECT1_GRAPH_REASON
+            ),
+            doc=f"{PREFECT1_DOCS}/advanced_tutorials/task-looping.md",
+        ),
+    ),
+}
+
+
+def with_engine_overrides(
+    catalogue: tuple[Scenario, ...], engines: tuple[str, ...], table: dict
+) -> tuple[Scenario, ...]:
+    """The catalogue with `table`'s overrides (by scenario id) given to each of `engines`."""
+    return tuple(
+        scenario.model_copy(
+            update={
+                "overrides": scenario.overrides
+                | {engine: table[scenario.id] for engine in engines if scenario.id in table}
+            }
+        )
+        for scenario in catalogue
+    )
+
+
+CATALOGUE = with_engine_overrides(CATALOGUE, PREFECT1, _PREFECT1_OVERRIDES)
 
 SCENARIOS: dict[str, Scenario] = {scenario.id: scenario for scenario in CATALOGUE}
 
