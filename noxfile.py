@@ -11,7 +11,7 @@ ROOT = Path(__file__).parent
 PYTHON = "3.11"
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["lint", "tests", "prefect2"]
+nox.options.sessions = ["lint", "tests", "prefect2", "prefect1"]
 # This machine sets PYTHONDONTWRITEBYTECODE=1 and uv does not compile by default: without this
 # every process recompiles every import (Prefect and MLflow take seconds longer to import).
 os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
@@ -24,6 +24,19 @@ PREFECT = {
     "2": ["prefect>=2.20.27,<3", "pydantic<2.13"],
     "3": ["prefect==3.*"],
 }
+
+# Prefect 1 in its own Python 3.11 venv. Every pin was measured on this machine (FACTS.md):
+PREFECT1 = [
+    "prefect==1.4.1",
+    # 3.x breaks Prefect 1's cron schedules: module 'pendulum.tz' has no attribute '_Timezone'.
+    # pendulum 2 has no wheel for 3.11 and builds from sdist (gcc), and cannot build on 3.12.
+    "pendulum==2.1.2",
+    # 4.x breaks flow.serialize() and the state schemas; 3.24-3.26 warn on `import prefect`.
+    "marshmallow==3.23.3",
+    # 1.x makes `import prefect` emit a DeprecationWarning.
+    "mypy-extensions==0.4.4",
+]
+PREFECT1_ENGINES = {"local": "prefect1", "dask": "prefect1-dask"}
 
 
 def _install(session: nox.Session, *extra: str) -> None:
@@ -85,6 +98,33 @@ def prefect2(session: nox.Session, prefect: str) -> None:
         *PYTEST,
         str(ROOT / "tests" / "test_conformance.py"),
         str(ROOT / "tests" / "engines" / "test_prefect.py"),
+        *session.posargs,
+        env=_env(engine),
+    )
+    session.run(
+        "python",
+        "-m",
+        "shared_pipeline",
+        "show",
+        "--engine",
+        engine,
+        "--out",
+        str(ROOT),
+    )
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("executor", list(PREFECT1_ENGINES))
+def prefect1(session: nox.Session, executor: str) -> None:
+    """Prefect 1 static graphs on the local executor or a Dask cluster: every scenario."""
+    _install(session, *PREFECT1)
+    # The pins keep `import prefect` free of deprecation warnings: fail here if they do not.
+    session.run("python", "-W", "error::DeprecationWarning", "-c", "import prefect")
+    engine = PREFECT1_ENGINES[executor]
+    session.run(
+        *PYTEST,
+        str(ROOT / "tests" / "test_conformance.py"),
+        str(ROOT / "tests" / "engines" / "test_prefect1.py"),
         *session.posargs,
         env=_env(engine),
     )

@@ -24,6 +24,8 @@ ENGINES = {
     "python": "shared_pipeline.control:ControlAdapter",
     "prefect2": "prefect2.adapter:PrefectAdapter",
     "prefect3": "prefect2.adapter:PrefectAdapter",
+    "prefect1": "prefect1.adapter:LocalAdapter",
+    "prefect1-dask": "prefect1.adapter:DaskAdapter",
 }
 
 

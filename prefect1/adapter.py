@@ -1,0 +1,277 @@
+"""Runs the Prefect 1 flows with `flow.run()` on the main thread and reads every task's state
+from the flow-run state Prefect returns (plus the changes its state handlers saw, for history).
+
+Two engines: `prefect1` (the default local executor) and `prefect1-dask` (DaskExecutor against
+one LocalCluster of 2 worker processes, started once per session and closed in `close()`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from collections import defaultdict
+from datetime import datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from shared_pipeline.context import current_run
+from shared_pipeline.faults import read_attempt_log
+from shared_pipeline.harness import EngineRun
+from shared_pipeline.records import GraphEdge, Limitation, NativeState, TaskRecord
+from shared_pipeline.settings import Settings
+from shared_pipeline.vocabulary import FlowOutcome, StepState
+
+VERSION = version("prefect")
+SOURCE = f"https://github.com/PrefectHQ/prefect/blob/{VERSION}/src/prefect"
+
+# Prefect 1's final task states onto the shared vocabulary. Anything else (Running, Pending,
+# Retrying, Looped, ...) is not a final state: refuse it rather than guess.
+TASK_STATES = {
+    "Success": StepState.COMPLETED,
+    "Mapped": StepState.COMPLETED,  # a mapped parent: it spawned its children (a Success)
+    "Cached": StepState.CACHED,
+    "Failed": StepState.FAILED,
+    "TimedOut": StepState.TIMED_OUT,
+    "TriggerFailed": StepState.NOT_RUN_UPSTREAM_FAILED,
+    "Skipped": StepState.SKIPPED,
+}
+FLOW_STATES = {
+    "Success": FlowOutcome.COMPLETED,
+    "Degraded": FlowOutcome.DEGRADED,  # prefect1.flows.Degraded, from the terminal_state_handler
+    "Failed": FlowOutcome.FAILED,
+}
+
+
+def task_state(name: str, attempts: int) -> StepState:
+    try:
+        state = TASK_STATES[name]
+    except KeyError:
+        raise ValueError(f"no shared state for Prefect 1 task state {name!r}") from None
+    if state is StepState.COMPLETED and attempts > 1:
+        return StepState.COMPLETED_AFTER_RETRY
+    return state
+
+
+def flow_outcome(name: str) -> FlowOutcome:
+    try:
+        return FLOW_STATES[name]
+    except KeyError:
+        raise ValueError(f"no shared outcome for Prefect 1 flow state {name!r}") from None
+
+
+def configure(home: Path) -> None:
+    """Point Prefect 1 (and Dask) at this session's own home; must happen before the imports.
+
+    Prefect 1 reads its configuration once, at `import prefect`.
+    """
+    for module in ("prefect", "distributed"):
+        if module in sys.modules:
+            raise RuntimeError(f"{module} was imported before its settings were made")
+    if home.exists():
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    os.environ.update(
+        PREFECT__HOME_DIR=str(home),  # default LocalResult dir (home/results) and any state
+        PREFECT__USER_CONFIG_PATH=str(home / "config.toml"),  # not a user's ~/.prefect config
+        PREFECT__BACKEND="server",  # never Prefect Cloud (flow.run() talks to no backend)
+        # report: begin resume
+        PREFECT__FLOWS__CHECKPOINTING="true",  # without it, flow.run() writes no result
+        # report: end resume
+        PREFECT__LOGGING__LEVEL=os.environ.get("PREFECT__LOGGING__LEVEL", "WARNING"),
+        DASK_CONFIG=str(home / "dask-config"),  # not ~/.config/dask
+        DASK_TEMPORARY_DIRECTORY=str(home / "dask-scratch"),  # not the temp directory
+    )
+
+
+class LocalAdapter:
+    """`prefect1`: flow.run() with the default LocalExecutor: tasks one by one, main thread."""
+
+    name = "prefect1"
+    version = VERSION
+    limitations = [
+        Limitation(
+            feature="loop",
+            reason="LOOP re-runs one task; a loop of two tasks (train, then evaluate) cannot "
+            "be declared, and the final state does not count the iterations",
+            workaround="one looping task trains and evaluates a round per iteration; the rounds "
+            "are the Looped changes its state handlers saw",
+            doc="https://docs-v1.prefect.io/core/advanced_tutorials/task-looping.html",
+        ),
+        Limitation(
+            feature="fanout",
+            reason="the graph is declared before the run: a list known only at run time is a "
+            "mapped task, whose parent is a task of its own (state Mapped) beside its children",
+            workaround="`.map` over the result of a planning task; FilterTask joins the children",
+            doc="https://docs-v1.prefect.io/core/concepts/mapping.html",
+        ),
+    ]
+
+    def __init__(self, out: Path) -> None:
+        self.home = (out / "runs" / self.name / ".prefect-home").resolve()
+        configure(self.home)
+        from prefect1.flows import FLOWS
+
+        for flow in FLOWS.values():
+            # State-handler changes are matched to tasks by name (Dask workers get copies).
+            names = [task.name for task in flow.tasks]
+            if len(names) != len(set(names)):
+                raise ValueError(f"flow {flow.name} has tasks with the same name: {names}")
+        self._flows = FLOWS
+
+    def executor(self) -> Any:
+        from prefect.executors import LocalExecutor
+
+        return LocalExecutor()
+
+    def close(self) -> None:
+        """Nothing runs between flow runs."""
+
+    def run_flow(self, run_dir: str, flow: str) -> EngineRun:
+        from prefect1.transitions import read_transitions, record_transition
+
+        prefect_flow = self._flows[flow]
+        state = prefect_flow.run(
+            parameters={"run_dir": run_dir},
+            executor=self.executor(),
+            task_runner_state_handlers=[record_transition],
+        )
+        if not isinstance(state.result, dict):
+            raise RuntimeError(f"flow run ended without task states: {state!r}")
+        wait_for_bodies(run_dir)
+        history = defaultdict(list)
+        for change in read_transitions(run_dir, current_run(run_dir)):
+            history[change["task"], change["map_index"]].append(change)
+        return EngineRun(
+            native_state=type(state).__name__,
+            native_message=state.message,
+            outcome=flow_outcome(type(state).__name__),
+            tasks=task_records(prefect_flow, state, history),
+            graph_kind="declared",
+            graph=declared_graph(prefect_flow),
+        )
+
+
+def wait_for_bodies(run_dir: str) -> None:
+    """Wait until every step attempt of this flow run has ended (bounded by the hang cap).
+
+    A timeout Prefect 1 can only enforce softly (on daemonic Dask workers) marks the task
+    TimedOut while its body runs on in a background thread: the step's own log says how it ended.
+    """
+    run = current_run(run_dir)
+    deadline = time.monotonic() + Settings().hang_cap_s + 10
+    while any(e["ended"] is None for e in read_attempt_log(run_dir, run)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"step attempts of {run_dir} run {run} never ended")
+        time.sleep(0.1)
+
+
+def task_records(flow: Any, state: Any, history: dict) -> list[TaskRecord]:
+    """One record per task Prefect had (a mapped parent and each child); Parameters are inputs."""
+    from prefect import Parameter
+
+    records = []
+    for task in flow.sorted_tasks():
+        if isinstance(task, Parameter):
+            continue
+        task_state_ = state.result.get(task)
+        if task_state_ is None:
+            continue  # never reached by the flow runner: the harness records it as never created
+        records.append(_record(task.name, task.name, task_state_, history[task.name, None]))
+        for index, child in enumerate(getattr(task_state_, "map_states", None) or []):
+            changes = history[task.name, index]
+            native_id = f"{task.name}[{index}]"  # Prefect's name for the child: by map index
+            run_name = next((c["run_name"] for c in changes if c["run_name"]), None)
+            records.append(_record(run_name or native_id, native_id, child, changes))
+    return records
+
+
+def _record(name: str, native_id: str, state: Any, changes: list[dict]) -> TaskRecord:
+    native = type(state).__name__
+    ran = [c for c in changes if c["new"] == "Running"]
+    # Prefect's own count (context.task_run_count); loop iterations are not attempts.
+    attempts = changes[-1]["run_count"] if ran else 0
+    step, _, key = name.partition("[")
+    history = [NativeState(name=changes[0]["old"])] if changes else []
+    history += [
+        NativeState(name=c["new"], at=datetime.fromisoformat(c["at"]), message=c["message"])
+        for c in changes
+    ]
+    return TaskRecord(
+        task=name,
+        step=step,
+        key=key.rstrip("]") or None,
+        native_id=native_id,
+        native_state=native,
+        native_history=history,
+        state=task_state(native, attempts),
+        attempts=attempts,
+        started_at=datetime.fromisoformat(ran[0]["at"]) if ran else None,
+        ended_at=datetime.fromisoformat(changes[-1]["at"]) if changes else None,
+    )
+
+
+def declared_graph(flow: Any) -> list[GraphEdge]:
+    """The flow's edges as declared before the run (`flow.edges`), by task name."""
+    pairs = {(e.upstream_task.name, e.downstream_task.name) for e in flow.edges}
+    return [GraphEdge(upstream=u, downstream=d) for u, d in sorted(pairs)]
+
+
+class DaskAdapter(LocalAdapter):
+    """`prefect1-dask`: the same flows on DaskExecutor, one LocalCluster of 2 worker processes.
+
+    Dask as users get it: worker processes are daemonic (distributed.worker.daemon), where
+    Prefect 1 can only enforce a soft timeout.
+    """
+
+    name = "prefect1-dask"
+    limitations = [
+        *LocalAdapter.limitations,
+        Limitation(
+            feature="timeout",
+            reason="on a daemonic Dask worker process Prefect 1 cannot stop a task's body: the "
+            "task is TimedOut on time but its body runs on in a background thread",
+            workaround="none in Prefect 1 on default Dask workers (non-daemonic workers, "
+            "distributed.worker.daemon=False, get a hard timeout in a subprocess); the step's "
+            "own hang cap ends the body",
+            doc=f"{SOURCE}/utilities/executors.py",
+        ),
+    ]
+
+    def __init__(self, out: Path) -> None:
+        super().__init__(out)
+        from distributed import LocalCluster
+
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+        # One cluster per session: an address-less DaskExecutor would start a new cluster for
+        # every flow run, and again for each retry of it.
+        self.cluster = LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",  # its HTTP server on a free loopback port
+            local_directory=str(self.home / "dask-scratch"),
+        )
+        atexit.register(self.close)
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    def executor(self) -> Any:
+        from prefect.executors import DaskExecutor
+
+        return DaskExecutor(address=self.cluster.scheduler_address)
+
+    @property
+    def worker_pids(self) -> list[int]:
+        return [w.process.pid for w in self.cluster.workers.values() if w.process is not None]
+
+    def close(self) -> None:
+        if self.cluster is not None:
+            self.cluster.close()
+            self.cluster = None

@@ -1,0 +1,211 @@
+"""The NYC green-taxi pipeline as Prefect 1 static graphs: `with Flow(...)` declares every task
+and edge before anything runs; failure handling is task options, triggers and control-flow tasks.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import prefect
+from prefect import Flow, Parameter, case, task, unmapped
+from prefect.engine.results import LocalResult
+from prefect.engine.signals import LOOP
+from prefect.engine.state import Success
+from prefect.tasks.control_flow import FilterTask
+from prefect.triggers import all_finished, any_successful
+
+from prefect1.hooks import notify_flow_failed, notify_task_failed
+from shared_pipeline import steps
+from shared_pipeline.settings import Settings
+
+SETTINGS = Settings()
+MONTHS = [SETTINGS.train_month, SETTINGS.valid_month]
+
+# report: begin resume
+# With PREFECT__FLOWS__CHECKPOINTING=true (set by the adapter), a task with a `target` writes its
+# result there and a later flow run finds it and reports the task Cached without running it.
+# The target is a path inside the scenario's run directory, so a run only resumes from its own.
+RESUMABLE: dict[str, Any] = dict(
+    checkpoint=True,
+    result=LocalResult(),
+    target="{parameters[run_dir]}/prefect1-results/{task_full_name}.pickle",
+)
+# report: end resume
+
+
+@task(
+    # report: begin retries
+    max_retries=SETTINGS.extract_retries,
+    retry_delay=timedelta(seconds=SETTINGS.extract_retry_delay_s),
+    # report: end retries
+    state_handlers=[notify_task_failed],
+    **RESUMABLE,
+)
+def extract(run_dir: str, month: str) -> str:
+    return steps.extract(run_dir, month)
+
+
+@task(state_handlers=[notify_task_failed], **RESUMABLE)
+def read(run_dir: str, month: str, parquet_path: str) -> dict[str, Any]:
+    return steps.read(run_dir, month, parquet_path)
+
+
+@task(
+    # report: begin retries
+    max_retries=SETTINGS.enrich_retries,
+    retry_delay=timedelta(seconds=SETTINGS.enrich_retry_delay_s),
+    # report: end retries
+    state_handlers=[notify_task_failed],
+    **RESUMABLE,
+)
+def enrich(run_dir: str, months: list[str]) -> dict[str, dict[str, float]]:
+    return steps.enrich(run_dir, months)
+
+
+# report: begin fallback
+@task(trigger=all_finished)  # runs whether enrich succeeded or failed for good
+def optional_enrichment(enrichment: Any) -> dict[str, dict[str, float]] | None:
+    # A failed upstream hands its exception to an all_finished task in place of a result.
+    return None if isinstance(enrichment, BaseException) else enrichment
+
+
+# report: end fallback
+
+
+@task(state_handlers=[notify_task_failed], **RESUMABLE)
+def features(run_dir: str, train: dict, valid: dict, enrichment: dict | None) -> dict[str, Any]:
+    return steps.features(run_dir, train, valid, enrichment)
+
+
+@task
+def plan_candidates(run_dir: str, features_result: dict) -> list[dict[str, Any]]:
+    return steps.plan_candidates(run_dir, features_result)
+
+
+@task(
+    # report: begin timeout
+    timeout=int(SETTINGS.train_timeout_s),  # whole seconds only: timeout=1.5 raises TypeError
+    # report: end timeout
+    task_run_name="train[{candidate[key]}]",
+    state_handlers=[notify_task_failed],
+)
+def train(run_dir: str, features_result: dict, candidate: dict) -> dict[str, Any]:
+    return steps.train(run_dir, features_result, candidate)
+
+
+@task(state_handlers=[notify_task_failed])
+def evaluate(run_dir: str, features_result: dict, trained: list[dict]) -> dict[str, Any]:
+    return steps.evaluate(run_dir, features_result, trained)
+
+
+# report: begin loop
+# Prefect 1 loops one task, not a pair: each iteration trains and evaluates one round, and LOOP
+# runs the task again with the next loop count until the model is good enough.
+@task(timeout=int(SETTINGS.train_timeout_s), state_handlers=[notify_task_failed])
+def train_until_good(run_dir: str, features_result: dict) -> dict[str, Any]:
+    round_number = prefect.context.get("task_loop_count", 1)
+    candidate = steps.retrain_candidate(run_dir, round_number)
+    model = steps.train(run_dir, features_result, candidate)
+    evaluation = steps.evaluate(run_dir, features_result, [model], candidate["key"])
+    if steps.good_enough(run_dir, evaluation, round_number):
+        return evaluation
+    raise LOOP(message=f"round {round_number}: RMSE {evaluation['rmse']}", result=evaluation)
+
+
+# report: end loop
+
+
+@task(state_handlers=[notify_task_failed])
+def gate(run_dir: str, train_read: dict, evaluation: dict) -> bool:
+    return steps.gate(run_dir, train_read, evaluation)["passed"]
+
+
+@task(state_handlers=[notify_task_failed])
+def register(run_dir: str, features_result: dict, evaluation: dict) -> dict:
+    degraded = not features_result["enriched"]
+    return steps.register(run_dir, features_result, evaluation, degraded)
+
+
+# report: begin fallback
+class Degraded(Success):
+    """The flow succeeded through the fallback: trained without the enrichment API."""
+
+
+def degraded_if_enrich_failed(enrich_task: Any):
+    """A terminal_state_handler: a successful run whose enrichment failed is `Degraded`."""
+
+    def handler(flow: Flow, state: Any, reference_task_states: set) -> Any:
+        if state.is_successful() and state.result[enrich_task].is_failed():
+            return Degraded("trained without enrichment: API unavailable", result=state.result)
+        return state
+
+    return handler
+
+
+# report: end fallback
+
+
+def prepare(run_dir: Parameter) -> tuple[Any, Any, Any]:
+    """Extract and read both months, enrich (or fall back), build features."""
+    reads = []
+    for month in MONTHS:
+        path = extract(run_dir, month, task_args=dict(name=f"extract[{month}]"))
+        reads.append(read(run_dir, month, path, task_args=dict(name=f"read[{month}]")))
+    enrichment = enrich(run_dir, MONTHS)
+    # report: begin fallback
+    feats = features(run_dir, *reads, optional_enrichment(enrichment))
+    # report: end fallback
+    return reads[0], feats, enrichment
+
+
+def finish(run_dir: Parameter, train_read: Any, feats: Any, evaluation: Any) -> Any:
+    # report: begin quality_gate
+    with case(gate(run_dir, train_read, evaluation), True):
+        registered = register(run_dir, feats, evaluation)
+    # report: end quality_gate
+    return registered
+
+
+# report: begin notifications
+with Flow("train-pipeline", state_handlers=[notify_flow_failed]) as train_pipeline:
+    # report: end notifications
+    run_dir = Parameter("run_dir")
+    train_read, feats, enrichment = prepare(run_dir)
+
+    # report: begin fanout
+    candidates = plan_candidates(run_dir, feats)
+    trained = train.map(unmapped(run_dir), unmapped(feats), candidates)
+    # One failed branch must not sink the run: keep the results of the candidates that trained;
+    # if none trained, the trigger fails. A timed-out child hands the join its
+    # TaskTimeoutSignal, a BaseException that the default filter (None, Exception) would keep.
+    kept = FilterTask(
+        name="keep_trained",
+        trigger=any_successful,
+        filter_func=lambda result: not isinstance(result, BaseException | None),
+    )(trained)
+    # report: end fanout
+    evaluation = evaluate(run_dir, feats, kept)
+    registered = finish(run_dir, train_read, feats, evaluation)
+
+# report: begin fallback
+# The run's outcome is the registration (done, or skipped by the gate), not every leaf.
+train_pipeline.set_reference_tasks([registered])
+train_pipeline.terminal_state_handler = degraded_if_enrich_failed(enrichment)
+# report: end fallback
+
+
+# report: begin notifications
+with Flow("retrain-until-good", state_handlers=[notify_flow_failed]) as retrain_until_good:
+    # report: end notifications
+    run_dir = Parameter("run_dir")
+    train_read, feats, enrichment = prepare(run_dir)
+    # report: begin loop
+    evaluation = train_until_good(run_dir, feats)
+    # report: end loop
+    registered = finish(run_dir, train_read, feats, evaluation)
+
+retrain_until_good.set_reference_tasks([registered])
+retrain_until_good.terminal_state_handler = degraded_if_enrich_failed(enrichment)
+
+FLOWS = {"train": train_pipeline, "retrain": retrain_until_good}

@@ -1,0 +1,228 @@
+"""Prefect-1-only checks (run inside the prefect1 nox session, for its executor).
+
+Asserted on the records the conformance suite made (one run, two uses), plus: no Dask process
+outlives a failed run, nothing is written outside the output directory, and the state mapping
+refuses state names it does not know.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from prefect1.adapter import FLOW_STATES, TASK_STATES, flow_outcome, task_state
+from shared_pipeline.vocabulary import FlowOutcome, StepState
+
+# Runs one failing scenario, prints the Dask worker pids, then fails itself.
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from shared_pipeline.cli import load_adapter
+    from shared_pipeline.harness import run_scenario
+    from shared_pipeline.scenarios import get_scenario
+    from shared_pipeline.settings import Settings
+
+    out, engine = Path(sys.argv[1]), sys.argv[2]
+    adapter = load_adapter(engine, out)
+    record = run_scenario(adapter, get_scenario("db_down"), out,
+                          base_settings=Settings(trips_per_month=2000))
+    pids = getattr(adapter, "worker_pids", [])
+    print("PIDS", ",".join(map(str, pids)) or "-", record.runs[0].native_state, flush=True)
+    raise RuntimeError("the test harness itself fails after a failed run")
+    """
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
+
+
+def _wait_gone(pid: int, limit_s: float = 15.0) -> bool:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.timeout(240)
+def test_no_dask_process_outlives_a_failed_run(
+    tmp_path: Path, pipeline_out: Path, engine_name: str
+) -> None:
+    home, out = tmp_path / "home", tmp_path / "out"
+    home.mkdir()
+    cache = pipeline_out / "runs" / ".cache"
+    if cache.exists():
+        shutil.copytree(cache, out / "runs" / ".cache")  # the session's data/MLflow templates
+    process = subprocess.Popen(  # a process of its own, so its exit and children are its own
+        [sys.executable, "-c", SCRIPT, str(out), engine_name],
+        cwd=tmp_path,
+        env={**os.environ, "HOME": str(home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    stdout, _ = process.communicate(timeout=180)  # Prefect 1 logs task errors to stdout
+
+    line = next((line for line in stdout.splitlines() if line.startswith("PIDS")), "")
+    _, pids, state = line.split()
+    assert state == "Failed"
+    assert process.returncode != 0
+    if engine_name == "prefect1":
+        assert pids == "-"  # the local executor starts no process
+    else:
+        workers = [int(pid) for pid in pids.split(",")]
+        assert len(workers) == 2
+        assert [pid for pid in workers if not _wait_gone(pid)] == [], "Dask workers outlived"
+    # Nothing written to HOME or the current directory: all under the output directory.
+    assert list(home.rglob("*")) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out"]
+    assert sorted(p.name for p in out.iterdir()) == ["results", "runs"]
+
+
+def test_state_mapping_is_explicit() -> None:
+    assert task_state("Success", 1) is StepState.COMPLETED
+    assert task_state("Success", 3) is StepState.COMPLETED_AFTER_RETRY
+    assert task_state("TriggerFailed", 0) is StepState.NOT_RUN_UPSTREAM_FAILED
+    assert task_state("TimedOut", 1) is StepState.TIMED_OUT
+    assert task_state("Cached", 0) is StepState.CACHED
+    assert flow_outcome("Degraded") is FlowOutcome.DEGRADED
+    for unfinished in ("Running", "Pending", "Retrying", "Looped", "Scheduled"):
+        with pytest.raises(ValueError, match=unfinished):
+            task_state(unfinished, 1)
+    with pytest.raises(ValueError, match="TimedOut"):
+        flow_outcome("TimedOut")
+    # Every name in the tables is a real Prefect 1 state class (or our Degraded).
+    from prefect.engine import state as prefect_states
+
+    from prefect1.flows import Degraded
+
+    for name in TASK_STATES | FLOW_STATES:
+        cls = Degraded if name == "Degraded" else getattr(prefect_states, name)
+        assert issubclass(cls, prefect_states.State)
+
+
+# What Prefect 1 itself reported in the conformance runs.
+
+
+def test_downstream_of_the_dead_database_is_trigger_failed(scenario_run) -> None:
+    run = scenario_run("db_down").runs[0]
+    assert run.native_state == "Failed"
+    for task in ("read[2024-02]", "features", "plan_candidates", "evaluate", "register"):
+        record = run.task(task)
+        assert record is not None and record.native_state == "TriggerFailed", task
+    # The mapped parent fails before its trigger is checked, and so never has children.
+    train = run.task("train")
+    assert train is not None and train.native_state == "Failed"
+    assert train.native_history[-1].message == "No upstream states can be mapped over."
+    assert all(t.native_state is None for t in run.tasks if t.task.startswith("train["))
+
+
+def test_retries_are_recorded_as_prefect_retry_states(scenario_run) -> None:
+    run = scenario_run("db_maintenance").runs[0]
+    for month in ("2024-02", "2024-03"):
+        extract = run.task(f"extract[{month}]")
+        assert extract is not None and extract.attempts == 3
+        assert [s.name for s in extract.native_history] == [
+            "Pending",
+            "Running",
+            "Failed",
+            "Retrying",
+            "Running",
+            "Failed",
+            "Retrying",
+            "Running",
+            "Success",
+        ]
+
+
+def test_timeout_marks_training_timed_out_and_the_log_says_if_it_stopped(
+    scenario_run, engine_name
+) -> None:
+    run = scenario_run("train_hangs").runs[0]
+    trains = [t for t in run.tasks if t.task.startswith("train[")]
+    assert {t.native_state for t in trains} == {"TimedOut"}
+    attempts = [a for a in run.attempt_log if a.step == "train"]
+    assert len(attempts) == 3
+    if engine_name == "prefect1":
+        # SIGALRM on the main thread interrupts the body inside its loop.
+        assert {a.outcome for a in attempts} == {"failed"}
+        assert all("TaskTimeoutSignal" in (a.error or "") for a in attempts)
+    else:
+        # A daemonic Dask worker gets a soft timeout: the body ran on to the fault's cap.
+        assert {a.outcome for a in attempts} == {"hang_cap_reached"}
+        for task in trains:
+            logged = next(a for a in attempts if a.task == task.task)
+            assert task.ended_at is not None and logged.ended is not None
+            assert task.ended_at < logged.ended  # TimedOut before the body ended
+
+
+def test_a_handled_failure_ends_in_a_custom_degraded_state(scenario_run) -> None:
+    run = scenario_run("api_down").runs[0]
+    assert run.native_state == "Degraded"
+    enrich = run.task("enrich")
+    assert enrich is not None and enrich.attempts == 3 and enrich.native_state == "Failed"
+    fallback = run.task("optional_enrichment")
+    assert fallback is not None and fallback.native_state == "Success"
+
+
+def test_the_failing_branch_is_filtered_out_and_the_join_runs(scenario_run) -> None:
+    run = scenario_run("fanout_partial").runs[0]
+    train = run.task("train")
+    assert train is not None and train.native_state == "Mapped"
+    children = {t.task: t for t in run.tasks if t.task.startswith("train[")}
+    assert {k: t.native_id for k, t in children.items()} == {
+        "train[linear]": "train[0]",
+        "train[ridge]": "train[1]",
+        "train[ridge_heavy]": "train[2]",
+    }
+    assert children["train[ridge_heavy]"].native_state == "Failed"
+    keep = run.task("keep_trained")
+    assert keep is not None and keep.native_state == "Success"
+
+
+def test_a_resumed_run_reports_checkpointed_tasks_cached(scenario_run) -> None:
+    first, second = scenario_run("resume_after_fix").runs
+    cached = sorted(t.task for t in second.tasks if t.native_state == "Cached")
+    assert cached == sorted(
+        t.task for t in first.tasks if t.step in {"extract", "read", "enrich", "features"}
+    )
+    for task in cached:
+        record = second.task(task)
+        assert record is not None and record.attempts == 0
+        assert [s.name for s in record.native_history] == ["Pending", "Cached"]
+
+
+def test_the_retrain_loop_is_one_task_with_looped_iterations(scenario_run) -> None:
+    run = scenario_run("retrain_until_good").runs[0]
+    loop = run.task("train_until_good")
+    assert loop is not None and loop.native_state == "Success" and loop.attempts == 1
+    looped = [s for s in loop.native_history if s.name == "Looped"]
+    rounds = sorted({a.key for a in run.attempt_log if a.step == "train"})
+    assert len(looped) == len(rounds) - 1 >= 1  # the last round ends in Success, not Looped
+    assert not any(t.task.startswith(("train[", "evaluate[")) for t in run.tasks)
+
+
+def test_records_carry_the_declared_graph(scenario_run) -> None:
+    run = scenario_run("happy_path").runs[0]
+    assert run.graph_kind == "declared"
+    edges = {(e.upstream, e.downstream) for e in run.graph}
+    assert ("enrich", "optional_enrichment") in edges
+    assert ("optional_enrichment", "features") in edges
+    assert ("plan_candidates", "train") in edges
+    assert ("train", "keep_trained") in edges
+    assert ("case(True)", "register") in edges
+    assert ("run_dir", "extract[2024-02]") in edges
