@@ -62,15 +62,16 @@ def _wait_gone(pid: int, limit_s: float = 15.0) -> bool:
 def test_no_dask_process_outlives_a_failed_run(
     tmp_path: Path, pipeline_out: Path, engine_name: str
 ) -> None:
-    home, out = tmp_path / "home", tmp_path / "out"
+    home, tmp, out = tmp_path / "home", tmp_path / "tmp", tmp_path / "out"
     home.mkdir()
+    tmp.mkdir()
     cache = pipeline_out / "runs" / ".cache"
     if cache.exists():
         shutil.copytree(cache, out / "runs" / ".cache")  # the session's data/MLflow templates
     process = subprocess.Popen(  # a process of its own, so its exit and children are its own
         [sys.executable, "-c", SCRIPT, str(out), engine_name],
         cwd=tmp_path,
-        env={**os.environ, "HOME": str(home)},
+        env={**os.environ, "HOME": str(home), "TMPDIR": str(tmp)},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -87,9 +88,11 @@ def test_no_dask_process_outlives_a_failed_run(
         workers = [int(pid) for pid in pids.split(",")]
         assert len(workers) == 2
         assert [pid for pid in workers if not _wait_gone(pid)] == [], "Dask workers outlived"
-    # Nothing written to HOME or the current directory: all under the output directory.
+    # Nothing written to HOME, the temp directory (Dask's scratch space defaults there) or the
+    # current directory: all under the output directory.
     assert list(home.rglob("*")) == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out"]
+    assert list(tmp.rglob("*")) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out", "tmp"]
     assert sorted(p.name for p in out.iterdir()) == ["results", "runs"]
 
 
