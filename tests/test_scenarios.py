@@ -66,9 +66,15 @@ def test_every_override_applies_and_says_why_with_a_link(scenario: Scenario) -> 
             assert override.doc.startswith("https://"), (engine, override.doc)
 
 
-def test_prefect1_has_the_same_overrides_on_both_executors() -> None:
+def test_prefect1_on_dask_differs_from_the_local_executor_only_in_timeouts() -> None:
     for scenario in CATALOGUE:
-        assert scenario.overrides.get("prefect1") == scenario.overrides.get("prefect1-dask")
+        local = scenario.overrides.get("prefect1", ())
+        dask = scenario.overrides.get("prefect1-dask", ())
+        assert dask[: len(local)] == local
+        assert all(o.timeouts_interrupt is False for o in dask[len(local) :])
+    for scenario_id in ("train_hangs", "train_blocks"):
+        assert SCENARIOS[scenario_id].expected("prefect1")[0].timeouts_interrupt is True
+        assert SCENARIOS[scenario_id].expected("prefect1-dask")[0].timeouts_interrupt is False
     retrain = SCENARIOS["retrain_until_good"].expected("prefect1")[0]
     assert "train_until_good" in retrain.engine_tasks
     assert not any(task.startswith(("train[", "evaluate[")) for task in retrain.steps)
