@@ -35,6 +35,8 @@ PREFECT1 = [
     "marshmallow==3.23.3",
     # 1.x makes `import prefect` emit a DeprecationWarning.
     "mypy-extensions==0.4.4",
+    # shared_pipeline's own dependencies resolve beside these unpinned (measured: pandas 3.1,
+    # pydantic 2.14, SQLAlchemy 2.1, MLflow 3.17, dask/distributed 2026.8): Prefect 1 caps none.
 ]
 PREFECT1_ENGINES = {"local": "prefect1", "dask": "prefect1-dask"}
 
