@@ -20,11 +20,10 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from shared_pipeline.context import current_run
+from shared_pipeline.context import current_run, load_context
 from shared_pipeline.faults import read_attempt_log
 from shared_pipeline.harness import EngineRun
 from shared_pipeline.records import GraphEdge, Limitation, NativeState, TaskRecord
-from shared_pipeline.settings import Settings
 from shared_pipeline.vocabulary import FlowOutcome, StepState
 
 VERSION = version("prefect")
@@ -164,7 +163,7 @@ def wait_for_bodies(run_dir: str) -> None:
     TimedOut while its body runs on in a background thread: the step's own log says how it ended.
     """
     run = current_run(run_dir)
-    deadline = time.monotonic() + Settings().hang_cap_s + 10
+    deadline = time.monotonic() + load_context(run_dir).settings.hang_cap_s + 10
     while any(e["ended"] is None for e in read_attempt_log(run_dir, run)):
         if time.monotonic() > deadline:
             raise TimeoutError(f"step attempts of {run_dir} run {run} never ended")

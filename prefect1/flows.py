@@ -25,7 +25,8 @@ MONTHS = [SETTINGS.train_month, SETTINGS.valid_month]
 # report: begin resume
 # With PREFECT__FLOWS__CHECKPOINTING=true (set by the adapter), a task with a `target` writes its
 # result there and a later flow run finds it and reports the task Cached without running it.
-# The target is a path inside the scenario's run directory, so a run only resumes from its own.
+# The target is an absolute path inside the scenario's run directory (LocalResult joins it onto
+# its own dir, which keeps an absolute path as it is), so a run only resumes from its own results.
 RESUMABLE: dict[str, Any] = dict(
     checkpoint=True,
     result=LocalResult(),
