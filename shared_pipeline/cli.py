@@ -7,7 +7,6 @@ import contextlib
 import importlib
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -110,13 +109,13 @@ def _list_scenarios(console: Console) -> int:
 
 
 def _check_out(out: Path) -> None:
-    """OUT must be a folder we can create and write in, checked before anything is written."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as exc:
-        raise CLIError(f"--out {out}: cannot write there ({exc.strerror or exc})") from exc
+    """OUT must be a folder we could create and write in; checked without writing anything."""
+    target = out.absolute()
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir():
+        raise CLIError(f"--out {out}: cannot write there ({existing} is not a directory)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CLIError(f"--out {out}: cannot write there ({existing} is read-only here)")
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
