@@ -166,10 +166,11 @@ def _show(args: argparse.Namespace, console: Console) -> int:
 
     records = []
     for engine in args.engine:
-        for scenario in CATALOGUE:
-            path = record_path(args.out / "results", engine, scenario.id)
-            if path.exists():
-                records.append(read_record(path))
+        for backend in ("sqlite", "postgresql"):  # the SQLite runs, then the PostgreSQL ones
+            for scenario in CATALOGUE:
+                path = record_path(args.out / "results", engine, scenario.id, backend)
+                if path.exists():
+                    records.append(read_record(path))
     if not records:
         raise CLIError(f"no records for {', '.join(args.engine)} under {args.out / 'results'}")
     return 1 if print_summary(records, console) else 0
