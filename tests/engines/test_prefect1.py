@@ -97,7 +97,7 @@ def test_no_dask_process_outlives_a_failed_run(
     assert sorted(p.name for p in out.iterdir()) == ["results", "runs"]
 
 
-def test_state_mapping_is_explicit() -> None:
+def test_state_mapping_is_explicit(adapter) -> None:  # the adapter configures Prefect first
     assert task_state("Success", 1) is StepState.COMPLETED
     assert task_state("Success", 3) is StepState.COMPLETED_AFTER_RETRY
     assert task_state("TriggerFailed", 0) is StepState.NOT_RUN_UPSTREAM_FAILED
@@ -231,3 +231,13 @@ def test_records_carry_the_declared_graph(scenario_run) -> None:
     assert ("train", "keep_trained") in edges
     assert ("case(True)", "register") in edges
     assert ("run_dir", "extract[2024-02]") in edges
+
+
+def test_tasks_ran_where_the_executor_puts_them(scenario_run, engine_name) -> None:
+    run = scenario_run("happy_path").runs[0]
+    pids = {entry.pid for entry in run.attempt_log}
+    if engine_name == "prefect1":
+        assert pids == {os.getpid()}  # the local executor runs every task in this process
+    else:
+        # Dask ran them in its worker processes (state handlers too: they wrote to files).
+        assert pids and os.getpid() not in pids and len(pids) <= 2
