@@ -26,10 +26,11 @@ MONTHS = [SETTINGS.train_month, SETTINGS.valid_month]
 # With PREFECT__FLOWS__CHECKPOINTING=true (set by the adapter), a task with a `target` writes its
 # result there and a later flow run finds it and reports the task Cached without running it.
 # The target is an absolute path inside the scenario's run directory (LocalResult joins it onto
-# its own dir, which keeps an absolute path as it is), so a run only resumes from its own results.
+# its own dir, which keeps an absolute path as it is), so a run only resumes from its own results;
+# validate_dir=False: the default dir is never used, so importing this module creates nothing.
 RESUMABLE: dict[str, Any] = dict(
     checkpoint=True,
-    result=LocalResult(),
+    result=LocalResult(validate_dir=False),
     target="{parameters[run_dir]}/prefect1-results/{task_full_name}.pickle",
 )
 # report: end resume

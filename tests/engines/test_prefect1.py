@@ -97,6 +97,24 @@ def test_no_dask_process_outlives_a_failed_run(
     assert sorted(p.name for p in out.iterdir()) == ["results", "runs"]
 
 
+def test_importing_the_wiring_writes_nothing(tmp_path: Path) -> None:
+    """`import prefect` writes nothing; neither may our flows module (its LocalResult)."""
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    tmp.mkdir()
+    subprocess.run(
+        [sys.executable, "-c", "import prefect1.flows"],
+        cwd=tmp_path,
+        env={**os.environ, "HOME": str(home), "TMPDIR": str(tmp)},
+        check=True,
+        capture_output=True,
+    )
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == [
+        Path("home"),
+        Path("tmp"),
+    ]
+
+
 def test_state_mapping_is_explicit(adapter) -> None:  # the adapter configures Prefect first
     assert task_state("Success", 1) is StepState.COMPLETED
     assert task_state("Success", 3) is StepState.COMPLETED_AFTER_RETRY
