@@ -28,6 +28,7 @@ from shared_pipeline.vocabulary import FlowOutcome, StepState
 
 VERSION = version("prefect")
 SOURCE = f"https://github.com/PrefectHQ/prefect/blob/{VERSION}/src/prefect"
+DOCS = f"https://github.com/PrefectHQ/prefect/blob/{VERSION}/docs/core"
 
 # Prefect 1's final task states onto the shared vocabulary. Anything else (Running, Pending,
 # Retrying, Looped, ...) is not a final state: refuse it rather than guess.
@@ -100,14 +101,14 @@ class LocalAdapter:
             "be declared, and the final state does not count the iterations",
             workaround="one looping task trains and evaluates a round per iteration; the rounds "
             "are the Looped changes its state handlers saw",
-            doc="https://docs-v1.prefect.io/core/advanced_tutorials/task-looping.html",
+            doc=f"{DOCS}/advanced_tutorials/task-looping.md",
         ),
         Limitation(
             feature="fanout",
             reason="the graph is declared before the run: a list known only at run time is a "
             "mapped task, whose parent is a task of its own (state Mapped) beside its children",
             workaround="`.map` over the result of a planning task; FilterTask joins the children",
-            doc="https://docs-v1.prefect.io/core/concepts/mapping.html",
+            doc=f"{DOCS}/concepts/mapping.md",
         ),
     ]
 
@@ -238,7 +239,7 @@ class DaskAdapter(LocalAdapter):
             workaround="none in Prefect 1 on default Dask workers (non-daemonic workers, "
             "distributed.worker.daemon=False, get a hard timeout in a subprocess); the step's "
             "own hang cap ends the body",
-            doc=f"{SOURCE}/utilities/executors.py",
+            doc=f"{SOURCE}/utilities/executors.py#L502-L537",
         ),
     ]
 
