@@ -24,6 +24,9 @@ PREFECT = {
     "2": ["prefect>=2.20.27,<3", "pydantic<2.13"],
     "3": ["prefect==3.*"],
 }
+# Resolves beside the project's own dependencies with no constraints file and no pins
+# (SQLAlchemy 2.1, pydantic 2.14, pandas 3, MLflow 3 with 3.3.2).
+AIRFLOW = ["apache-airflow>=3.3,<4"]
 
 
 def _install(session: nox.Session, *extra: str) -> None:
@@ -95,6 +98,29 @@ def prefect2(session: nox.Session, prefect: str) -> None:
         "show",
         "--engine",
         engine,
+        "--out",
+        str(ROOT),
+    )
+
+
+@nox.session(python=PYTHON)
+def airflow(session: nox.Session) -> None:
+    """Airflow 3 TaskFlow DAGs under dag.test(): every scenario, conformance, Airflow checks."""
+    _install(session, *AIRFLOW)
+    session.run(
+        *PYTEST,
+        str(ROOT / "tests" / "test_conformance.py"),
+        str(ROOT / "tests" / "engines" / "test_airflow.py"),
+        *session.posargs,
+        env=_env("airflow"),
+    )
+    session.run(
+        "python",
+        "-m",
+        "shared_pipeline",
+        "show",
+        "--engine",
+        "airflow",
         "--out",
         str(ROOT),
     )
