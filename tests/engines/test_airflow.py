@@ -204,3 +204,16 @@ def test_a_run_writes_only_its_output_dir_and_leaves_no_process(
     assert written <= {("runs", ".cache"), ("runs", "airflow"), ("results", "airflow")}
     assert (out / "runs" / "airflow" / ".airflow-home" / "airflow.db").exists()
     assert repo_state() == repo_before, "the run wrote into the repository"
+
+
+def test_import_airflow_is_the_installed_airflow_even_from_the_checkout() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", "import airflow.sdk, sys; print(sys.modules['airflow'].__file__)"],
+        cwd=repo,  # the DAGs folder `airflow/` is right here, on sys.path[0]
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert Path(result.stdout.strip()).parent.parent.name == "site-packages"
