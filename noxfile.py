@@ -11,7 +11,7 @@ ROOT = Path(__file__).parent
 PYTHON = "3.11"
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["lint", "tests", "prefect2"]
+nox.options.sessions = ["lint", "tests", "prefect2", "airflow"]
 # This machine sets PYTHONDONTWRITEBYTECODE=1 and uv does not compile by default: without this
 # every process recompiles every import (Prefect and MLflow take seconds longer to import).
 os.environ.setdefault("UV_COMPILE_BYTECODE", "1")

@@ -468,6 +468,11 @@ AIRFLOW_OVERRIDES: dict[str, tuple[Override, ...]] = {
         _NO_CANDIDATE_TRAINED,
         Override(steps=_TRAINS_FAILED, reason=_TIMEOUTS, doc=_TIMEOUT_DOC),
     ),
+    # execution_timeout is SIGALRM in the task's process: it interrupts the blocked read too.
+    "train_blocks": (
+        _NO_CANDIDATE_TRAINED,
+        Override(steps=_TRAINS_FAILED, reason=_TIMEOUTS, doc=_TIMEOUT_DOC),
+    ),
     "bad_data": (_EVERYTHING_RAN,),
     "fanout_partial": (_EVERYTHING_RAN,),
     "resume_after_fix": (
