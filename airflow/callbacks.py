@@ -25,6 +25,7 @@ def _map_label(ti: Any) -> str | None:
     return getattr(ti, "rendered_map_index", None) or str(ti.map_index)
 
 
+# report: begin notifications
 def _task_event(context: Any, event: NotificationEvent, state: str) -> None:
     ti = context["ti"]
     exception = context.get("exception")
@@ -53,3 +54,6 @@ def notify_dag_failed(context: Any) -> None:
         engine_state="failed",
         message=str(context.get("reason") or ""),
     )
+
+
+# report: end notifications

@@ -59,7 +59,9 @@ def retrain_until_good() -> None:
                 checks.append(keep_going(RUN_DIR, evaluations[-1], number))
     best = last_evaluation(evaluations)
     # report: end loop
+    # report: begin quality_gate
     gate(RUN_DIR, train_read, best) >> register(RUN_DIR, feats, best)
+    # report: end quality_gate
 
 
 retrain_until_good()
