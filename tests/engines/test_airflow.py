@@ -179,8 +179,10 @@ def test_a_run_writes_only_its_output_dir_and_leaves_no_process(
         folder.mkdir()
     cache = pipeline_out / "runs" / ".cache"
     if cache.exists():
-        # The session's templates (source data, migrated metadata database) save seconds here.
-        shutil.copytree(cache, out / "runs" / ".cache")
+        # The session's source-data and MLflow templates save seconds here; the Airflow metadata
+        # database is migrated afresh, because that runs the `airflow` CLI, which is what writes
+        # ~/airflow when AIRFLOW_HOME is not set.
+        shutil.copytree(cache, out / "runs" / ".cache", ignore=shutil.ignore_patterns("airflow-*"))
     repo_before = repo_state()
 
     process = subprocess.Popen(
