@@ -77,6 +77,14 @@ LIMITATIONS = [
         doc=f"{DOCS}/core-concepts/dag-run.html#re-run-tasks",
     ),
     Limitation(
+        feature="cached",
+        reason="Airflow has no cached or reused task state: a task instance that kept its "
+        "success through a clear is simply `success`, with the try it ran in before the fix",
+        workaround="the record keeps the native `success` and counts 0 tries in the resumed "
+        "flow run; the adapter's table maps success-without-a-new-try to the shared `cached`",
+        doc=f"{DOCS}/core-concepts/dag-run.html#re-run-tasks",
+    ),
+    Limitation(
         feature="scheduler",
         reason="dag.test() runs every task in this process, one at a time, with a 1 s pause "
         "whenever nothing is ready (a retry waits at least that long); a scheduler runs "
