@@ -503,7 +503,8 @@ AIRFLOW_OVERRIDES: dict[str, tuple[Override, ...]] = {
                 "model is good enough; last_evaluation (none_failed_min_one_success) picks the "
                 "evaluation of the last round that ran."
             ),
-            doc=f"{AIRFLOW_DOCS}/howto/operator/python.html#shortcircuitoperator",
+            doc="https://airflow.apache.org/docs/apache-airflow-providers-standard/stable/"
+            "operators/python.html#shortcircuitoperator",
         ),
     ),
 }
