@@ -8,7 +8,6 @@ import importlib
 import importlib.util
 import os
 import sys
-import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -137,13 +136,13 @@ def _list_scenarios(console: Console) -> int:
 
 
 def _check_out(out: Path) -> None:
-    """OUT must be a folder we can create and write in, checked before anything is written."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as exc:
-        raise CLIError(f"--out {out}: cannot write there ({exc.strerror or exc})") from exc
+    """OUT must be a folder we could create and write in; checked without writing anything."""
+    target = out.absolute()
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir():
+        raise CLIError(f"--out {out}: cannot write there ({existing} is not a directory)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CLIError(f"--out {out}: cannot write there ({existing} is read-only here)")
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
@@ -194,10 +193,11 @@ def _show(args: argparse.Namespace, console: Console) -> int:
 
     records = []
     for engine in args.engine:
-        for scenario in CATALOGUE:
-            path = record_path(args.out / "results", engine, scenario.id)
-            if path.exists():
-                records.append(read_record(path))
+        for backend in ("sqlite", "postgresql"):  # the SQLite runs, then the PostgreSQL ones
+            for scenario in CATALOGUE:
+                path = record_path(args.out / "results", engine, scenario.id, backend)
+                if path.exists():
+                    records.append(read_record(path))
     if not records:
         raise CLIError(f"no records for {', '.join(args.engine)} under {args.out / 'results'}")
     return 1 if print_summary(records, console) else 0

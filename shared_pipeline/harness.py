@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sklearn.pipeline import Pipeline
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from shared_pipeline import ml, postgres, registry
 from shared_pipeline.context import RunContext, set_current_run
@@ -144,7 +145,13 @@ def _postgres_source(run_dir: Path, settings: Settings, corrupt: tuple[str, ...]
 def _user_source(db_url: str, settings: Settings, corrupt: tuple[str, ...]) -> str:
     """A database the user runs: only the months' own tables are (re)loaded, nothing else."""
     months = (settings.production_month, settings.train_month, settings.valid_month)
-    load_months(db_url, {m: _month(m, settings.trips_per_month, m in corrupt) for m in months})
+    try:
+        load_months(db_url, {m: _month(m, settings.trips_per_month, m in corrupt) for m in months})
+    except SQLAlchemyError as exc:  # e.g. a role that may read but not create tables
+        lines = [line.strip() for line in str(getattr(exc, "orig", exc)).splitlines()]
+        first = next((line for line in lines if line), type(exc).__name__)
+        shown = make_url(db_url).render_as_string(hide_password=True)
+        raise ScenarioError(f"cannot load the months' tables into {shown}: {first}") from exc
     return db_url
 
 
@@ -232,16 +239,17 @@ def run_scenario(
     # and Prefect's cache keys include it, so a path is never reused for another run.
     run_dir = runs_root / f"{label}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
 
+    corrupt = scenario.corrupt_months
+    if db_url is not None:
+        say("loading the months into your database")
+        db_url = _user_source(db_url, settings, corrupt)  # fails before anything is written
     for previous in runs_root.glob(f"{label}-*"):
         shutil.rmtree(previous)  # only the latest run of a scenario is kept, with its record
     run_dir.mkdir(parents=True)
     say(f"preparing data ({backend}) and registry")
-    corrupt = scenario.corrupt_months
-    if db_url is not None:
-        db_url = _user_source(db_url, settings, corrupt)
-    elif backend == "postgresql":
+    if db_url is None and backend == "postgresql":
         db_url = _postgres_source(run_dir, settings, corrupt)
-    else:
+    elif db_url is None:
         db_url = _sqlite_source(run_dir, settings, corrupt, cache)
     registry.create_store(run_dir, template=cache / "mlflow-empty.db")
     _seed_production(run_dir, settings)

@@ -23,7 +23,11 @@ SCRIPT = textwrap.dedent(
     from pathlib import Path
     from shared_pipeline.postgres import server_pids, server_url
 
+    import sqlalchemy as sa
+
     url = server_url(Path(sys.argv[1]) / "runs")
+    with sa.create_engine(url, isolation_level="AUTOCOMMIT").connect() as conn:
+        conn.exec_driver_sql("CREATE ROLE reader LOGIN")  # may read, may not create tables
     print(url.render_as_string(hide_password=False), server_pids()[0], flush=True)
     if sys.stdin.readline().strip() == "sleep":
         time.sleep(120)
@@ -77,26 +81,37 @@ def _assert_nothing_left(tmp_path: Path, pid: int) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_server_stops_when_its_process_fails_and_refuses_an_unknown_role(tmp_path: Path) -> None:
+def _cli_run(tmp_path: Path, db_url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shared_pipeline", "run", "--engine", "python"]
+        + ["--scenario", "happy_path", "--out", str(tmp_path / "cli"), "--db-url", db_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _assert_one_line(result: subprocess.CompletedProcess[str], *mentions: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [result.stderr.strip()]
+    for text in mentions:
+        assert text in result.stderr
+
+
+@pytest.mark.timeout(180)
+def test_server_stops_when_its_process_fails_and_refuses_bad_roles(tmp_path: Path) -> None:
     process, url, pid = _start(tmp_path)
     try:
         socket_dir = Path(make_url(url).query["host"])
         assert socket_dir.is_relative_to(tmp_path / "out" / "runs" / ".postgres")
-        wrong_role = url.replace("postgres:@", "nobody:guess@", 1)
-        result = subprocess.run(
-            [sys.executable, "-m", "shared_pipeline", "run", "--engine", "python"]
-            + ["--scenario", "happy_path", "--out", str(tmp_path / "cli"), "--db-url", wrong_role],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        unknown = _cli_run(tmp_path, url.replace("postgres:@", "nobody:guess@", 1))
+        read_only = _cli_run(tmp_path, url.replace("postgres:@", "reader@", 1))
     finally:
         _, stderr = process.communicate("fail\n", timeout=60)
 
-    assert result.returncode == 2
-    assert result.stderr.splitlines() == [result.stderr.strip()]
-    assert 'role "nobody" does not exist' in result.stderr
-    assert "guess" not in result.stderr
+    _assert_one_line(unknown, "cannot reach database", 'role "nobody" does not exist')
+    assert "guess" not in unknown.stderr
+    _assert_one_line(read_only, "cannot load the months", "permission denied for schema public")
     assert not (tmp_path / "cli").exists()
     assert process.returncode == 1 and "RuntimeError" in stderr
     _assert_nothing_left(tmp_path, pid)
