@@ -25,7 +25,8 @@ from shared_pipeline.vocabulary import FlowOutcome, StepState
 
 DAGS_FOLDER = Path(__file__).resolve().parent
 if str(DAGS_FOLDER) not in sys.path:
-    sys.path.append(str(DAGS_FOLDER))  # as Airflow does, for the DAG files' own imports
+    # As Airflow's DAG processor does for a bundle: the DAG files import their sibling modules.
+    sys.path.append(str(DAGS_FOLDER))
 from callbacks import shared_task_id  # noqa: E402  (one naming for records and notifications)
 
 VERSION = version("apache-airflow")
@@ -180,7 +181,7 @@ class AirflowAdapter:
         _configure(self.home, (out / "runs" / ".cache").resolve())
         from airflow.dag_processing.dagbag import DagBag
 
-        # Airflow puts the DAGs folder on sys.path for the DAG files' own imports.
+        # The DAG files import their sibling modules: DAGS_FOLDER is on sys.path (see above).
         bag = DagBag(dag_folder=str(DAGS_FOLDER))
         if bag.import_errors:
             raise RuntimeError(f"DAG files failed to import: {bag.import_errors}")
