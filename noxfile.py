@@ -11,7 +11,7 @@ ROOT = Path(__file__).parent
 PYTHON = "3.11"
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["lint", "tests", "prefect2", "prefect1"]
+nox.options.sessions = ["lint", "tests", "prefect2", "prefect1", "airflow"]
 # This machine sets PYTHONDONTWRITEBYTECODE=1 and uv does not compile by default: without this
 # every process recompiles every import (Prefect and MLflow take seconds longer to import).
 os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
@@ -24,6 +24,9 @@ PREFECT = {
     "2": ["prefect>=2.20.27,<3", "pydantic<2.13"],
     "3": ["prefect==3.*"],
 }
+# Resolves beside the project's own dependencies with no constraints file and no pins
+# (SQLAlchemy 2.1, pydantic 2.14, pandas 3, MLflow 3 with 3.3.2).
+AIRFLOW = ["apache-airflow>=3.3,<4"]
 
 # Prefect 1 in its own Python 3.11 venv. Every pin was measured on this machine (FACTS.md):
 PREFECT1 = [
@@ -138,6 +141,29 @@ def prefect1(session: nox.Session, executor: str) -> None:
         "show",
         "--engine",
         engine,
+        "--out",
+        str(ROOT),
+    )
+
+
+@nox.session(python=PYTHON)
+def airflow(session: nox.Session) -> None:
+    """Airflow 3 TaskFlow DAGs under dag.test(): every scenario, conformance, Airflow checks."""
+    _install(session, *AIRFLOW)
+    session.run(
+        *PYTEST,
+        str(ROOT / "tests" / "test_conformance.py"),
+        str(ROOT / "tests" / "engines" / "test_airflow.py"),
+        *session.posargs,
+        env=_env("airflow"),
+    )
+    session.run(
+        "python",
+        "-m",
+        "shared_pipeline",
+        "show",
+        "--engine",
+        "airflow",
         "--out",
         str(ROOT),
     )

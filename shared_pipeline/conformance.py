@@ -7,7 +7,7 @@ from collections import Counter
 from shared_pipeline.faults_plan import HANG_FAULTS
 from shared_pipeline.records import FlowRunRecord, RunRecord
 from shared_pipeline.scenarios import RunExpectation, get_scenario
-from shared_pipeline.vocabulary import StepState
+from shared_pipeline.vocabulary import STEPS, StepState
 
 NOT_EXECUTED = {StepState.CACHED, StepState.SKIPPED, StepState.NOT_RUN_UPSTREAM_FAILED}
 
@@ -44,11 +44,13 @@ def _check_run(run: FlowRunRecord, expected: RunExpectation) -> list[str]:
     # The engine's account against the steps' own: attempts per task, and faults that really bit.
     logged = Counter(entry.task for entry in run.attempt_log)
     for task in run.tasks:
-        if task.task in expected.engine_tasks:
-            # The engine's own graph task runs no step under its id (its steps log their own).
+        if task.task in expected.engine_tasks or task.step not in STEPS:
+            # The engine's own control task (a fallback, a join, a mapped parent, a loop): it
+            # runs no step under its own id (the steps it stands for log their own attempts).
             if logged[task.task]:
                 problems.append(f"{where}: engine task {task.task} logged step attempts")
-        elif task.state in NOT_EXECUTED:
+            continue
+        if task.state in NOT_EXECUTED:
             if logged[task.task]:
                 problems.append(
                     f"{where}: {task.task} is {task.state.value} but the step "
