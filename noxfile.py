@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import nox
@@ -11,7 +12,8 @@ ROOT = Path(__file__).parent
 PYTHON = "3.11"
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["lint", "tests", "prefect2"]
+# Plain `nox`: lint, tests, every engine, then the report from the records they wrote.
+nox.options.sessions = ["lint", "tests", "prefect2", "report"]
 # This machine sets PYTHONDONTWRITEBYTECODE=1 and uv does not compile by default: without this
 # every process recompiles every import (Prefect and MLflow take seconds longer to import).
 os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
@@ -24,6 +26,9 @@ PREFECT = {
     "2": ["prefect>=2.20.27,<3", "pydantic<2.13"],
     "3": ["prefect==3.*"],
 }
+
+
+REPORT = ROOT / "shared_pipeline" / "report"
 
 
 def _install(session: nox.Session, *extra: str) -> None:
@@ -52,12 +57,13 @@ def baseline(session: nox.Session) -> None:
         str(ROOT),
         *session.posargs,
     )
+    session.notify("report")
 
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Shared-pipeline unit tests plus the conformance suite against the plain-Python control."""
-    _install(session)
+    _install(session, "-r", str(REPORT / "requirements.txt"))
     session.run(
         *PYTEST,
         str(ROOT / "tests"),
@@ -98,3 +104,32 @@ def prefect2(session: nox.Session, prefect: str) -> None:
         "--out",
         str(ROOT),
     )
+    session.notify("report")
+
+
+@nox.session(python=PYTHON)
+def report(session: nox.Session) -> None:
+    """REPORT.md and docs/report/*.png from results/ only (no engine here); mermaid checked."""
+    session.install("-r", str(REPORT / "requirements.txt"))
+    # The package is not installed: its dependencies (pandas, MLflow, ...) are not needed here.
+    session.run(
+        "python", "-m", "shared_pipeline.report", "--root", str(ROOT), env={"PYTHONPATH": str(ROOT)}
+    )
+    _check_mermaid(session, ROOT / "REPORT.md")
+
+
+def _check_mermaid(session: nox.Session, markdown: Path) -> None:
+    """Every mermaid block through mermaid's own parser, in node (npm packages cached per venv)."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        session.error("node and npm are needed to check the report's mermaid blocks")
+    work = Path(session.virtualenv.location) / "mermaid"
+    work.mkdir(exist_ok=True)
+    lock = (REPORT / "mermaid" / "package-lock.json").read_bytes()
+    if not (work / "node_modules").is_dir() or (work / "package-lock.json").read_bytes() != lock:
+        for name in ("package.json", "package-lock.json"):
+            shutil.copyfile(REPORT / "mermaid" / name, work / name)
+        session.run(
+            "npm", "ci", "--no-audit", "--no-fund", "--silent", "--prefix", str(work), external=True
+        )
+    shutil.copyfile(REPORT / "mermaid" / "check.mjs", work / "check.mjs")
+    session.run("node", str(work / "check.mjs"), str(markdown), external=True)

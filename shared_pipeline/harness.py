@@ -6,6 +6,7 @@ An adapter (one per wiring) runs a flow and reads task states back from its engi
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import shutil
 import time
@@ -127,6 +128,19 @@ def _seed_production(run_dir: Path, settings: Settings) -> None:
     registry.promote(run_dir, version)
 
 
+def machine_summary() -> str:
+    """One line about the machine a record came from: cores, memory, OS; nothing identifying."""
+    try:
+        memory = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
+    except (ValueError, OSError, AttributeError):
+        memory = ""
+    try:
+        system = platform.freedesktop_os_release()["PRETTY_NAME"]
+    except (OSError, KeyError):
+        system = platform.system()
+    return f"{os.cpu_count()} cores{memory}, {system} ({platform.machine()})"
+
+
 def _validate(scenario: Scenario, db_url: str) -> None:
     needs_sqlite = any(rule.kind is FaultKind.DB_LOCKED for rule in scenario.faults)
     if needs_sqlite and make_url(db_url).get_backend_name() != "sqlite":
@@ -239,7 +253,9 @@ def run_scenario(
         python_version=platform.python_version(),
         scenario=scenario.id,
         created_at=datetime.now(UTC),
-        run_dir=str(run_dir),
+        machine=machine_summary(),
+        # Relative, so committed records name no path of the machine that made them.
+        run_dir=run_dir.relative_to(out.resolve()).as_posix(),
         runs=runs,
         wall_seconds=round(time.perf_counter() - started, 3),
         limitations=list(adapter.limitations),

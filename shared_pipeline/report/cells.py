@@ -1,0 +1,120 @@
+"""What the report says about one record: matrix cells and per-engine accounts, all from records."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from shared_pipeline.records import FlowRunRecord, RunRecord, TaskRecord
+from shared_pipeline.vocabulary import RegistryEffect, StepState
+
+REGISTRY_WORDS = {
+    RegistryEffect.PROMOTED: "production replaced",
+    RegistryEffect.REGISTERED_NOT_PROMOTED: "new version left unpromoted",
+    RegistryEffect.UNCHANGED: "production kept",
+}
+
+
+def code(text: str) -> str:
+    """Inline code that survives a Markdown table cell."""
+    return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
+
+
+def notable(run: FlowRunRecord) -> list[TaskRecord]:
+    """The tasks that matter in a run: anything but a first-time, plain completion."""
+    return [t for t in run.tasks if t.state is not StepState.COMPLETED or t.attempts > 1]
+
+
+def interrupted(run: FlowRunRecord) -> bool | None:
+    """Did the engine's timeout stop the timed-out work? None if nothing timed out.
+
+    The step logs `hang_cap_reached` when nobody stopped it and its own cap ended it.
+    """
+    timed_out = {t.task for t in run.tasks if t.state is StepState.TIMED_OUT}
+    if not timed_out:
+        return None
+    outcomes = [e.outcome for e in run.attempt_log if e.task in timed_out]
+    return "hang_cap_reached" not in outcomes
+
+
+def task_groups(run: FlowRunRecord) -> list[str]:
+    """Notable tasks grouped by native state: "`Failed`: train[ridge] (×3 attempts)"."""
+    groups: dict[str, list[str]] = {}
+    never: Counter[str] = Counter()
+    for task in notable(run):
+        if task.native_state is None:
+            never[task.state.value] += 1
+            continue
+        attempts = f" ×{task.attempts}" if task.attempts > 1 else ""
+        groups.setdefault(task.native_state, []).append(task.task + attempts)
+    parts = [f"{code(state)} {', '.join(tasks)}" for state, tasks in groups.items()]
+    parts += [f"never created ×{count} ({state})" for state, count in sorted(never.items())]
+    return parts
+
+
+def matrix_cell(record: RunRecord, marks: str, conforms: bool) -> str:
+    lines = []
+    for run in record.runs:
+        prefix = f"run {run.run}: " if len(record.runs) > 1 else ""
+        check = "✓" if conforms else "✗"
+        lines.append(f"{prefix}**{run.outcome.value}** {check}{marks} · {code(run.native_state)}")
+        lines.extend(task_groups(run))
+        stopped = interrupted(run)
+        if stopped is not None:
+            lines.append("timeout stopped the work" if stopped else "work ran on to the hang cap")
+        notes = len(run.notifications)
+        told = f"notified ×{notes}" if notes else "no notification"
+        lines.append(f"{run.wall_seconds:.2f} s · {told} · {REGISTRY_WORDS[run.registry_effect]}")
+    return "<br>".join(lines)
+
+
+def history(task: TaskRecord) -> str:
+    names: list[str] = []
+    for state in task.native_history:
+        if not names or names[-1] != state.name:
+            names.append(state.name)
+    return " → ".join(names)
+
+
+def account(record: RunRecord) -> list[str]:
+    """Bullet lines: what the engine did in each flow run, in its own words."""
+    lines = []
+    for run in record.runs:
+        head = f"run {run.run}: " if len(record.runs) > 1 else ""
+        message = f" ({code(run.native_message)})" if run.native_message else ""
+        lines.append(
+            f"{head}flow {code(run.native_state)}{message} → shared outcome "
+            f"**{run.outcome.value}** in {run.wall_seconds:.2f} s; "
+            f"{Counter(t.state for t in run.tasks)[StepState.COMPLETED]} of {len(run.tasks)} "
+            "tasks completed first time."
+        )
+        for task in notable(run):
+            if task.native_state is None:
+                continue
+            trail = history(task)
+            trail = f": {code(trail)}" if trail and trail != task.native_state else ""
+            lines.append(
+                f"  - {task.task}: {code(task.native_state)} → {task.state.value}, "
+                f"{task.attempts} attempt(s){trail}"
+            )
+        never = [t.task for t in notable(run) if t.native_state is None]
+        if never:
+            lines.append(
+                f"  - never created by the engine (recorded as {notable_state(run, never)}): "
+                + ", ".join(never)
+            )
+        for note in run.notifications:
+            target = note.task or "the flow"
+            state = code(note.engine_state)
+            lines.append(f"  - notification {note.event} for {target} (engine state {state})")
+        before, after = run.registry_before, run.registry_after
+        lines.append(
+            f"  - registry: production v{before.production_version} → "
+            f"v{after.production_version}, versions {before.versions} → {after.versions} "
+            f"({REGISTRY_WORDS[run.registry_effect]})"
+        )
+    return lines
+
+
+def notable_state(run: FlowRunRecord, tasks: list[str]) -> str:
+    states = sorted({t.state.value for t in run.tasks if t.task in tasks})
+    return ", ".join(states)
