@@ -61,6 +61,13 @@ def baseline(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def cli(session: nox.Session) -> None:
+    """`python -m shared_pipeline ARGS` (after `--`) with the shared pipeline installed."""
+    _install(session)
+    session.run("python", "-m", "shared_pipeline", *(session.posargs or ["--help"]))
+
+
+@nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Shared-pipeline unit tests plus the conformance suite against the plain-Python control."""
     _install(session, "-r", str(REPORT / "requirements.txt"))
@@ -119,11 +126,12 @@ def report(session: nox.Session) -> None:
 
 
 def _check_mermaid(session: nox.Session, markdown: Path) -> None:
-    """Every mermaid block through mermaid's own parser, in node (npm packages cached per venv)."""
+    """Every mermaid block through mermaid's own parser, in node (packages installed once)."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         session.error("node and npm are needed to check the report's mermaid blocks")
-    work = Path(session.virtualenv.location) / "mermaid"
-    work.mkdir(exist_ok=True)
+    # Beside the venvs, not in one: nox recreates the report's venv on every run.
+    work = ROOT / ".nox" / ".mermaid"
+    work.mkdir(parents=True, exist_ok=True)
     lock = (REPORT / "mermaid" / "package-lock.json").read_bytes()
     if not (work / "node_modules").is_dir() or (work / "package-lock.json").read_bytes() != lock:
         for name in ("package.json", "package-lock.json"):

@@ -7,6 +7,8 @@ from collections import Counter
 from shared_pipeline.records import FlowRunRecord, RunRecord, TaskRecord
 from shared_pipeline.vocabulary import RegistryEffect, StepState
 
+# Faults where the step's own work stops making progress: only the engine's timeout can end it.
+HANGS = {"hang", "block"}
 REGISTRY_WORDS = {
     RegistryEffect.PROMOTED: "production replaced",
     RegistryEffect.REGISTERED_NOT_PROMOTED: "new version left unpromoted",
@@ -30,9 +32,10 @@ def interrupted(run: FlowRunRecord) -> bool | None:
     The step logs `hang_cap_reached` when nobody stopped it and its own cap ended it.
     """
     timed_out = {t.task for t in run.tasks if t.state is StepState.TIMED_OUT}
-    if not timed_out:
+    # Only attempts whose own work hung: a client-side timeout (a hanging API) is another story.
+    outcomes = [e.outcome for e in run.attempt_log if e.task in timed_out and e.fault in HANGS]
+    if not outcomes:
         return None
-    outcomes = [e.outcome for e in run.attempt_log if e.task in timed_out]
     return "hang_cap_reached" not in outcomes
 
 

@@ -209,8 +209,9 @@ ENGINES: dict[str, Engine] = {
             },
             choose_when=(
                 Point(
-                    "dynamic flows as in 2.x, with the server doing the bookkeeping: see what its "
-                    "states say in the fallback and timeout rows",
+                    "you want the dynamic flows of 2.x with the current major: the same code ran "
+                    "here unchanged, but its states differ in places (see the fallback and "
+                    "timeout rows and the 2.x / 3.x section)",
                     ("api_down", "train_hangs", "fanout_partial"),
                     bench=True,
                 ),

@@ -444,7 +444,7 @@ def _brief(record: RunRecord) -> str:
         stopped = interrupted(run)
         timeout = "" if stopped is None else (", timeout stopped it" if stopped else ", ran to cap")
         parts.append(
-            f"{code(run.native_state)}, {attempts} attempts, {run.wall_seconds:.2f} s{timeout}"
+            f"{code(run.native_state)}, {attempts} task attempts, {run.wall_seconds:.2f} s{timeout}"
         )
     return " then ".join(parts)
 
@@ -462,8 +462,8 @@ def _differences(mine: RunRecord, other: RunRecord) -> list[str]:
                 peer.native_state,
                 peer.attempts,
             ):
-                state = code(task.native_state) if task.native_state else "never created"
-                out.append(f"{prefix}{task.task} {state} ×{task.attempts}")
+                state = f"{code(task.native_state)} ×{task.attempts}"
+                out.append(f"{prefix}{task.task} {state if task.native_state else 'never created'}")
         if interrupted(run) != interrupted(theirs) and interrupted(run) is not None:
             out.append(
                 f"{prefix}timeout {'stopped the work' if interrupted(run) else 'ran to the cap'}"
