@@ -114,6 +114,30 @@ def prefect2(session: nox.Session, prefect: str) -> None:
     session.notify("report")
 
 
+# Engines in the overhead benchmark, with what their venv needs (shared_pipeline/bench/).
+BENCH = {"python": [], "prefect2": PREFECT["2"], "prefect3": PREFECT["3"]}
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("engine", list(BENCH))
+def bench(session: nox.Session, engine: str) -> None:
+    """Orchestration overhead against plain Python (a measurement, not a test): results/bench/."""
+    _install(session, *BENCH[engine])
+    session.run(
+        "python",
+        "-m",
+        "shared_pipeline.bench",
+        "--engine",
+        engine,
+        "--out",
+        str(ROOT / "results" / "bench"),
+        "--workdir",
+        str(ROOT / "runs" / "bench" / engine),
+        *session.posargs,
+    )
+    session.notify("report")
+
+
 @nox.session(python=PYTHON)
 def report(session: nox.Session) -> None:
     """REPORT.md and docs/report/*.png from results/ only (no engine here); mermaid checked."""

@@ -62,6 +62,7 @@ class Engine:
     choose_when: tuple[Point, ...] = ()
     kind: str = ""  # one line: what kind of orchestration this is
     graph_note: str = ""  # how to read this engine's recorded graph
+    bench_note: str = ""  # where its overhead comes from, to read beside the measured shares
 
 
 WIRINGS: dict[str, Wiring] = {
@@ -107,6 +108,7 @@ ENGINES: dict[str, Engine] = {
             label="plain Python",
             wiring="python",
             kind="the control: failure handling written by hand",
+            bench_note="The baseline: plain function calls, the cost of the work itself.",
             docs={
                 "home": f"{PY}/",
                 "retries": "https://docs.python.org/3/tutorial/errors.html#handling-exceptions",
@@ -166,6 +168,11 @@ ENGINES: dict[str, Engine] = {
             wiring="prefect2",
             kind="dynamic flow: the graph is whatever the Python code calls",
             graph_note=PREFECT_GRAPH,
+            bench_note=(
+                "Every task run is created and moved through its states (Pending, Running, "
+                "Completed) by calls to Prefect's API, which 2.x serves in-process from SQLite: "
+                "each task pays those writes before the next can start."
+            ),
             docs={
                 "home": f"{P2}/",
                 "retries": f"{P2}/concepts/tasks/#retries",
@@ -196,6 +203,12 @@ ENGINES: dict[str, Engine] = {
             wiring="prefect2",
             kind="dynamic flow, events recorded by an API server",
             graph_note=PREFECT_GRAPH,
+            bench_note=(
+                "3.x runs the task engine in the client and reports states to its API server "
+                "(another process, not sampled here) as events, so the flow's own thread does "
+                "less bookkeeping per task; the figures include waiting until the events are "
+                "sent."
+            ),
             docs={
                 "home": f"{P3}/",
                 "retries": f"{P3}/how-to-guides/workflows/retries",

@@ -138,3 +138,32 @@ def timeline(title: str, panels: list[tuple[str, RunRecord]]) -> bytes:
     fig.legend(handles=handles, loc="upper right", ncols=2, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     return _png(fig)
+
+
+def overhead_plot(series: dict[tuple[str, str], list[tuple[int, float | None]]]) -> bytes:
+    """Log-log: orchestration overhead per task (ms) against N, one line per engine and shape."""
+    _style()
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    styles = {"chain": "-", "fanout": "--"}
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    labels = list(dict.fromkeys(label for label, _ in series))
+    for (label, shape), points in series.items():
+        kept = [(n, ms) for n, ms in points if ms is not None and ms > 0]
+        if not kept:
+            continue
+        ax.plot(
+            [n for n, _ in kept],
+            [ms for _, ms in kept],
+            styles.get(shape, ":"),
+            marker="o",
+            color=colours[labels.index(label) % len(colours)],
+            label=f"{label}, {shape}",
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("N (tasks per flow run)")
+    ax.set_ylabel("overhead per task against plain Python (ms)")
+    ax.grid(which="both", color="#e0e0e0", linewidth=0.5)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return _png(fig)
