@@ -23,7 +23,7 @@ from shared_pipeline.bench import BENCH, REPEATS, SHAPES, SIZES
 from shared_pipeline.bench.sampler import Sampler
 
 PROFILED = (SHAPES[0], SIZES[1])
-BUDGET_S = 240.0  # where the time goes: one sampled chain of the middle size
+BUDGET_S = 300.0  # where the time goes: one sampled chain of the middle size
 
 
 def machine_summary() -> str:
@@ -48,6 +48,14 @@ def peak_rss_mb(pids: list[int]) -> float:
             (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0
         )
     return round(total_kb / 1024, 1)
+
+
+def _predict(done: dict[str, dict], sizes: tuple[int, ...], n: int) -> float:
+    """One run's time at `n`, from the last measured (or predicted) smaller size."""
+    if not sizes:
+        return 0.0
+    last = done[str(sizes[-1])]
+    return last.get("median_s", last.get("predicted_s", 0.0)) * n / sizes[-1]
 
 
 def timed(run: Callable[[int], None], n: int) -> float:
@@ -86,19 +94,20 @@ def main(argv: list[str] | None = None) -> int:
     deadline = time.perf_counter() + args.budget_s
     try:
         for index, n in enumerate(SIZES):
+            # Time grows about linearly with n: predict one run from the last size's median, and
+            # give every shape of this size the same number of repeats the budget still allows.
+            one = {shape: _predict(figures[shape], SIZES[:index], n) for shape in SHAPES}
+            left = deadline - time.perf_counter()
+            level = sum(one.values())
+            repeats = args.repeats if level * args.repeats <= left else int(left // level)
             for shape in SHAPES:
-                run = getattr(engine, shape)
-                # Time grows about linearly with n: predict one run from the last size's median.
-                previous = figures[shape].get(str(SIZES[index - 1])) if index else None
-                one = previous["median_s"] * n / SIZES[index - 1] if previous else 0.0
-                left = deadline - time.perf_counter()
-                repeats = args.repeats if one * args.repeats <= left else int(left // one)
-                if repeats < 1:
-                    figures[shape][str(n)] = {"skipped": True, "predicted_s": round(one, 1)}
-                    say(f"{shape} n={n}: skipped, one run would take ~{one:.0f} s of {left:.0f}")
+                if repeats < 1 and one[shape] > deadline - time.perf_counter():
+                    figures[shape][str(n)] = {"skipped": True, "predicted_s": round(one[shape], 1)}
+                    say(f"{shape} n={n}: skipped, one run would take ~{one[shape]:.0f} s")
                     continue
+                run = getattr(engine, shape)
                 samples = []
-                for _ in range(repeats):
+                for _ in range(max(repeats, 1)):
                     if (shape, n) == PROFILED and not profile:
                         with Sampler() as sampler:
                             samples.append(timed(run, n))
@@ -106,12 +115,12 @@ def main(argv: list[str] | None = None) -> int:
                     else:
                         samples.append(timed(run, n))
                 figures[shape][str(n)] = {
-                    "median_s": round(statistics.median(samples), 6),
-                    "min_s": round(min(samples), 6),
-                    "max_s": round(max(samples), 6),
-                    "samples_s": [round(s, 6) for s in samples],
+                    "median_s": round(statistics.median(samples), 9),
+                    "min_s": round(min(samples), 9),
+                    "max_s": round(max(samples), 9),
+                    "samples_s": [round(s, 9) for s in samples],
                 }
-                say(f"{shape} n={n}: median {statistics.median(samples):.3f} s")
+                say(f"{shape} n={n}: median {statistics.median(samples):.3f} s ×{len(samples)}")
         peak = peak_rss_mb(engine.pids())
     finally:
         engine.stop()

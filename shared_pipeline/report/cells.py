@@ -97,7 +97,7 @@ def account(record: RunRecord) -> list[str]:
             trail = f": {code(trail)}" if trail and trail != task.native_state else ""
             lines.append(
                 f"  - {task.task}: {code(task.native_state)} → {task.state.value}, "
-                f"{task.attempts} attempt(s){trail}"
+                f"{task.attempts} attempt(s){trail}{step_side(run, task)}"
             )
         never = [t.task for t in notable(run) if t.native_state is None]
         if never:
@@ -116,6 +116,20 @@ def account(record: RunRecord) -> list[str]:
             f"({REGISTRY_WORDS[run.registry_effect]})"
         )
     return lines
+
+
+def step_side(run: FlowRunRecord, task: TaskRecord) -> str:
+    """For a timed-out task, how its attempts ended in the step's own log (stopped or not)."""
+    if task.state is not StepState.TIMED_OUT:
+        return ""
+    ends = [
+        f"{code(e.outcome or 'never ended')} after {(e.ended - e.started).total_seconds():.2f} s"
+        if e.ended
+        else code("never ended")
+        for e in run.attempt_log
+        if e.task == task.task
+    ]
+    return f"; the step's own log: {', '.join(ends)}" if ends else ""
 
 
 def notable_state(run: FlowRunRecord, tasks: list[str]) -> str:

@@ -69,9 +69,9 @@ WIRINGS: dict[str, Wiring] = {
     w.key: w
     for w in (
         Wiring("python", "plain Python", ("shared_pipeline/control.py",)),
-        Wiring("prefect1", "Prefect 1", ("prefect1/*.py",)),
+        Wiring("prefect1", "Prefect 1", ("prefect1/**/*.py",)),
         Wiring("prefect2", "Prefect 2.x / 3.x", ("prefect2/flows.py", "prefect2/hooks.py")),
-        Wiring("airflow", "Airflow 3", ("airflow/*.py",)),
+        Wiring("airflow", "Airflow 3", ("airflow/**/*.py",)),
     )
 }
 
