@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from shared_pipeline.faults_plan import HANG_FAULTS
 from shared_pipeline.records import FlowRunRecord, RunRecord
 from shared_pipeline.scenarios import RunExpectation, get_scenario
 from shared_pipeline.vocabulary import StepState
@@ -60,6 +61,19 @@ def _check_run(run: FlowRunRecord, expected: RunExpectation) -> list[str]:
                 f"{where}: {entry.task} attempt {entry.attempt} met fault "
                 f"{entry.fault} and still completed: the fault did not happen"
             )
+    if expected.timeouts_interrupt is not None:
+        hangs = [e for e in run.attempt_log if e.fault in HANG_FAULTS]
+        if not hangs:
+            problems.append(f"{where}: a hang was planned but no step met it")
+        for entry in hangs:
+            stopped = entry.outcome != "hang_cap_reached"
+            if stopped != expected.timeouts_interrupt:
+                problems.append(
+                    f"{where}: {entry.task} attempt {entry.attempt} "
+                    + ("was interrupted" if stopped else "ran to the hang cap")
+                    + " but the spec says the timeout "
+                    + ("interrupts" if expected.timeouts_interrupt else "does not interrupt")
+                )
     if expected.executed is not None and set(logged) != set(expected.executed):
         problems.append(f"{where}: executed {sorted(logged)}, spec {sorted(expected.executed)}")
     return problems

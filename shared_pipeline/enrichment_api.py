@@ -50,6 +50,8 @@ class APIStatusError(Exception):
 
 
 HOST = "127.0.0.1"
+# A path the data server always holds open without answering: a call that blocks, in any mode.
+STALL_PATH = "/v1/stall"
 _MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 # serve_forever() notices shutdown() only between polls: this bounds every mode switch and stop().
 _POLL_INTERVAL = 0.02
@@ -100,6 +102,11 @@ class _DataHandler(_Handler):
     def do_GET(self) -> None:
         api = self.server.api
         path = urlsplit(self.path).path
+        if path == STALL_PATH:
+            # Whatever the mode: the request is read, and no byte ever comes back until stop().
+            api._stall()
+            self.close_connection = True
+            return
         mode, release = api._begin_request(path)
         if mode is Mode.HANG:
             # The request has been read in full; hold the connection without sending a byte.
@@ -238,6 +245,7 @@ class EnrichmentAPI:
         self._state_lock = threading.Lock()
         self._mode = Mode(mode)
         self._release = threading.Event()
+        self._closing = threading.Event()  # set by stop(): frees stalled requests
         self._hanging = 0
         self._seen: list[tuple[Mode, str]] = []
         self._port: int | None = None
@@ -254,6 +262,7 @@ class EnrichmentAPI:
                 raise RuntimeError("EnrichmentAPI is already running")
             with self._state_lock:
                 self._release = threading.Event()
+                self._closing = threading.Event()
             try:
                 self._placeholder = _bound_socket(0)
                 self._port = self._placeholder.getsockname()[1]
@@ -278,6 +287,7 @@ class EnrichmentAPI:
         with self._state_lock:
             # Wakes every hanging handler; later ones grab this same set event and return at once.
             self._release.set()
+            self._closing.set()
         for attr in ("_control", "_data"):
             served = getattr(self, attr)
             setattr(self, attr, None)
@@ -378,6 +388,12 @@ class EnrichmentAPI:
             if self._mode is Mode.HANG:
                 self._hanging += 1
             return self._mode, self._release
+
+    def _stall(self) -> None:
+        with self._state_lock:
+            self._seen.append((self._mode, STALL_PATH))
+            closing = self._closing
+        closing.wait(self.max_hang)
 
     def _end_hang(self) -> None:
         with self._state_lock:

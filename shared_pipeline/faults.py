@@ -19,8 +19,8 @@ import numpy as np
 from sqlalchemy.engine import make_url
 
 from shared_pipeline.context import RunContext, current_run, load_context, run_path
-from shared_pipeline.enrichment_api import set_api_mode
-from shared_pipeline.faults_plan import API_FAULTS, FaultKind, planned_fault
+from shared_pipeline.enrichment_api import STALL_PATH, set_api_mode
+from shared_pipeline.faults_plan import API_FAULTS, HANG_FAULTS, FaultKind, planned_fault
 
 ATTEMPTS_DB = "attempts.db"
 FIXED_MARKER = "fault_fixed"
@@ -99,15 +99,22 @@ class Attempt:
         return url.set(host="127.0.0.1", port=_closed_port()).render_as_string(hide_password=False)
 
     def hang_if_planned(self) -> None:
-        if self.fault is not FaultKind.HANG:
+        """HANG: a loop that stops making progress; BLOCK: one call that never returns."""
+        cap = self.ctx.settings.hang_cap_s
+        if self.fault is FaultKind.HANG:
+            deadline = time.monotonic() + cap
+            # Short sleeps: an engine that interrupts (signal or thread exception) gets in
+            # between two of them, as it would between any two Python statements.
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+        elif self.fault is FaultKind.BLOCK:
+            try:
+                _blocking_read(self.ctx.api_url, cap)
+            except TimeoutError:
+                pass
+        else:
             return
-        deadline = time.monotonic() + self.ctx.settings.hang_cap_s
-        # Short sleeps: an engine that interrupts (signal or thread exception) gets in quickly.
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-        raise HangCapReached(
-            f"{self.step} hung for {self.ctx.settings.hang_cap_s:g} s and nothing interrupted it"
-        )
+        raise HangCapReached(f"{self.step} hung for {cap:g} s and nothing interrupted it")
 
     def corrupt_if_planned(self, values: np.ndarray) -> np.ndarray:
         if self.fault is not FaultKind.CORRUPT_FEATURES:
@@ -115,6 +122,19 @@ class Attempt:
         broken = np.array(values, dtype=float, copy=True)
         broken[:: max(len(broken) // 50, 1)] = np.nan
         return broken
+
+
+def _blocking_read(api_url: str, deadline_s: float) -> None:
+    """Send a request to a server that accepted it and never answers, then wait in ONE recv().
+
+    A thread stuck in a C call runs no Python bytecode, so an exception injected into it (how
+    thread-based timeouts cancel) waits until the call returns; a signal handler does not.
+    """
+    host, _, port = api_url.removeprefix("http://").rstrip("/").partition(":")
+    with socket.create_connection((host, int(port)), timeout=deadline_s) as sock:
+        sock.sendall(f"GET {STALL_PATH} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        sock.recv(1)  # raises TimeoutError at the deadline; never returns data
+    raise ConnectionError(f"{api_url}{STALL_PATH} closed the connection without an answer")
 
 
 @contextlib.contextmanager
@@ -163,6 +183,7 @@ def step_attempt(run_dir: str | Path, step: str, key: str | None = None) -> Iter
         conn.close()
 
     outcome, error = "completed", None
+    began = time.monotonic()
     try:
         with contextlib.ExitStack() as stack:
             if fault is FaultKind.DB_LOCKED:
@@ -171,7 +192,10 @@ def step_attempt(run_dir: str | Path, step: str, key: str | None = None) -> Iter
                 stack.enter_context(_api_mode(ctx, API_FAULTS[fault]))
             yield Attempt(ctx=ctx, step=step, key=key, number=number, fault=fault)
     except BaseException as exc:  # timeouts arrive as BaseException subclasses in some engines
-        outcome = "hang_cap_reached" if isinstance(exc, HangCapReached) else "failed"
+        # A hang that ran to its cap was not interrupted, whatever exception the engine then
+        # delivered: a thread-based cancel lands as soon as the blocked call returns at the cap.
+        ran_to_cap = fault in HANG_FAULTS and time.monotonic() - began >= ctx.settings.hang_cap_s
+        outcome = "hang_cap_reached" if ran_to_cap or isinstance(exc, HangCapReached) else "failed"
         error = f"{type(exc).__name__}: {exc}"[:500]
         raise
     finally:

@@ -14,9 +14,11 @@ class FaultKind(StrEnum):
     API_REFUSED = "api_refused"  # nothing listens on the API's port: connection refused
     API_HANG = "api_hang"  # the API accepts the request and never answers
     HANG = "hang"  # the step's own work stops making progress (until the hang cap)
+    BLOCK = "block"  # the step blocks in one socket read on a server that never answers
     CORRUPT_FEATURES = "corrupt_features"  # NaNs reach scikit-learn, which refuses to fit
 
 
+HANG_FAULTS = frozenset({FaultKind.HANG, FaultKind.BLOCK})  # end at the hang cap if not stopped
 DB_FAULTS = frozenset({FaultKind.DB_LOCKED, FaultKind.DB_UNREACHABLE})
 API_FAULTS = {
     FaultKind.API_503: "http_503",

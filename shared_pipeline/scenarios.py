@@ -12,6 +12,7 @@ TRAIN, VALID = Settings().train_month, Settings().valid_month
 CANDIDATES = ("linear", "ridge", "ridge_heavy")
 
 # Where an engine's behaviour is only documented by its code, the override links the code.
+PREFECT2_SOURCE = "https://github.com/PrefectHQ/prefect/blob/2.20.27/src/prefect"
 PREFECT3_SOURCE = "https://github.com/PrefectHQ/prefect/blob/3.9.1/src/prefect"
 
 C = StepState.COMPLETED
@@ -33,6 +34,9 @@ class RunExpectation(BaseModel):
     registry: RegistryEffect
     # Tasks whose step really executed in this run (from the step-side attempt log).
     executed: tuple[str, ...] | None = None
+    # For planned hangs: True if the engine's timeout stops the work itself, False if the work
+    # runs on to the hang cap (the timeout only labels it); None where no hang is planned.
+    timeouts_interrupt: bool | None = None
 
 
 class Override(BaseModel):
@@ -45,6 +49,7 @@ class Override(BaseModel):
     outcome: FlowOutcome | None = None
     notifications: tuple[tuple[NotificationEvent, str | None], ...] | None = None
     registry: RegistryEffect | None = None
+    timeouts_interrupt: bool | None = None
     reason: str
     doc: str
 
@@ -74,6 +79,9 @@ class Scenario(BaseModel):
                     if override.notifications is None
                     else override.notifications,
                     "registry": override.registry or base.registry,
+                    "timeouts_interrupt": base.timeouts_interrupt
+                    if override.timeouts_interrupt is None
+                    else override.timeouts_interrupt,
                 }
             )
         return runs
@@ -111,9 +119,12 @@ TASK_FAILED, FLOW_FAILED = NotificationEvent.TASK_FAILED, NotificationEvent.FLOW
 ALL_TRAINS_FAILED = tuple((TASK_FAILED, t) for t in train_tasks(*CANDIDATES))
 
 
-def every_candidate_ends(state: StepState) -> RunExpectation:
+def every_candidate_ends(
+    state: StepState, timeouts_interrupt: bool | None = None
+) -> RunExpectation:
     """No candidate trains: nothing after training runs, the flow fails, everyone is told."""
     return RunExpectation(
+        timeouts_interrupt=timeouts_interrupt,
         steps=steps(
             **{t: state for t in train_tasks(*CANDIDATES)},
             evaluate=NOT_RUN,
@@ -232,14 +243,58 @@ CATALOGUE: tuple[Scenario, ...] = (
     ),
     Scenario(
         id="train_hangs",
-        title="Training hangs: timeout",
+        title="Training stops making progress: timeout",
         description=(
-            "Every training candidate stops making progress, as a job does when a worker waits "
-            "on a dead NFS mount or a deadlocked thread. Only a timeout ends it; the question is "
-            "whether the engine's timeout really interrupts the work or only labels it late."
+            "Every training candidate spins in a Python loop that never gets anywhere (a retry "
+            "loop polling for a lock that never frees, say). Only a timeout ends it. The loop "
+            "runs Python statements all the time, so any timeout can get in between two of "
+            "them: this is the easy case, and every engine should stop the work on time. "
+            "Compare train_blocks."
         ),
         faults=(FaultRule(step="train", kind=FaultKind.HANG),),
-        runs=(every_candidate_ends(StepState.TIMED_OUT),),
+        runs=(every_candidate_ends(StepState.TIMED_OUT, timeouts_interrupt=True),),
+    ),
+    Scenario(
+        id="train_blocks",
+        title="Training blocks inside one call: timeout",
+        description=(
+            "Every training candidate blocks in one read from a server that accepted the "
+            "connection and never answers, as a job does on a dead network mount or a stalled "
+            "feature store. A thread stuck in a C call runs no Python, so a timeout that works "
+            "by raising an exception inside the thread only lands when the call returns; a "
+            "signal (SIGALRM on the main thread) or a killed process stops it on time. The "
+            "record shows when the engine declared the timeout and when the work really "
+            "stopped (the read gives up by itself at the hang cap)."
+        ),
+        faults=(FaultRule(step="train", kind=FaultKind.BLOCK),),
+        runs=(every_candidate_ends(StepState.TIMED_OUT, timeouts_interrupt=True),),
+        overrides={
+            "prefect2": (
+                Override(
+                    timeouts_interrupt=False,
+                    reason=(
+                        "Prefect 2.x runs a sync task in a worker thread and enforces "
+                        "timeout_seconds off the main thread by raising CancelledError into "
+                        "that thread (PyThreadState_SetAsyncExc), which 'will not interrupt "
+                        "long-running system calls': the read gave up at the hang cap, then the "
+                        "exception landed and the task was marked TimedOut."
+                    ),
+                    doc=f"{PREFECT2_SOURCE}/_internal/concurrency/cancellation.py#L578",
+                ),
+            ),
+            "prefect3": (
+                Override(
+                    timeouts_interrupt=False,
+                    reason=(
+                        "Prefect 3.x uses SIGALRM only for a task called on the main thread; "
+                        "mapped tasks run in a thread pool, where the timeout is CancelledError "
+                        "raised into the thread, which 'will not interrupt long-running system "
+                        "calls': the read gave up at the hang cap before the task was TimedOut."
+                    ),
+                    doc=f"{PREFECT3_SOURCE}/_internal/concurrency/cancellation.py#L604",
+                ),
+            ),
+        },
     ),
     Scenario(
         id="bad_data",

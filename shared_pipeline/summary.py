@@ -11,6 +11,8 @@ from rich.table import Table
 
 from shared_pipeline.conformance import check_record
 from shared_pipeline.records import RunRecord
+from shared_pipeline.timeouts import record_verdicts
+from shared_pipeline.timeouts import summary as timeout_summary
 from shared_pipeline.vocabulary import StepState
 
 
@@ -36,7 +38,7 @@ def _steps_cell(record: RunRecord) -> str:
 def summary_table(records: Iterable[RunRecord]) -> Table:
     table = Table(title="Scenario results (native state names; ✓ = matches the shared spec)")
     table.add_column("scenario", no_wrap=True)
-    for column in ("engine", "flow", "tasks (native state)", "notified", "registry"):
+    for column in ("engine", "flow", "tasks (native state)", "notified", "registry", "timeouts"):
         table.add_column(column, overflow="fold")
     table.add_column("s", justify="right")
     table.add_column("spec", no_wrap=True)
@@ -49,6 +51,7 @@ def summary_table(records: Iterable[RunRecord]) -> Table:
             escape(_steps_cell(record)),
             "\n".join(str(len(r.notifications)) for r in record.runs),
             "\n".join(r.registry_effect.value for r in record.runs),
+            "\n".join(timeout_summary(v) for v in record_verdicts(record)),
             f"{record.wall_seconds:.1f}",
             "[green]✓[/]" if not problems else f"[red]✗ {len(problems)}[/]",
         )

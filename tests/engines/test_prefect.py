@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from prefect2.adapter import flow_outcome, task_state
+from shared_pipeline.timeouts import record_verdicts
 from shared_pipeline.vocabulary import FlowOutcome, StepState
 
 # Runs one failing scenario, prints the API server's pid, then fails itself.
@@ -138,6 +139,18 @@ def test_timeout_interrupts_the_hanging_training(scenario_run) -> None:
     assert len(attempts) == 3
     # Interrupted inside the loop, not left to run to the fault's cap ("hang_cap_reached").
     assert {a.outcome for a in attempts} == {"failed"}
+
+
+def test_a_timeout_in_a_mapped_task_only_labels_a_blocked_call_late(scenario_run) -> None:
+    record = scenario_run("train_blocks")
+    run = record.runs[0]
+    assert {t.native_state for t in run.tasks if t.step == "train"} == {"TimedOut"}
+    attempts = [a for a in run.attempt_log if a.step == "train"]
+    # Prefect's CancelledError reached each thread only once the read had given up by itself.
+    assert {(a.outcome, a.error) for a in attempts} == {("hang_cap_reached", "CancelledError: ")}
+    (verdicts,) = record_verdicts(record)
+    assert [v.interrupted for v in verdicts] == [False, False, False]
+    assert all(v.label.startswith("labelled late by ") for v in verdicts)
 
 
 def test_a_handled_failure_ends_in_a_custom_degraded_state(scenario_run, engine_name) -> None:
