@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ __all__ = ["VERSION", "chain", "fanout", "pids", "start", "stop"]
 
 _server = ApiServer()
 _flows: dict[str, Any] = {}
+_settings = contextlib.ExitStack()
 
 
 def start(workdir: Path) -> None:
@@ -24,9 +26,13 @@ def start(workdir: Path) -> None:
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_LOGGING_LEVEL="WARNING",
     )
-    if MAJOR >= 3:
-        os.environ["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = ""
     from prefect import flow, task
+
+    if MAJOR >= 3:
+        # As in the pipeline's runs: 3.x waits ~1 s per flow run for a heartbeat thread.
+        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+        _settings.enter_context(temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}))
 
     @task
     def step(x: int) -> int:
@@ -62,6 +68,7 @@ def fanout(n: int) -> None:
 
 def stop() -> None:
     _server.stop()
+    _settings.close()
 
 
 def pids() -> list[int]:

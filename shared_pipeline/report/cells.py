@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import Counter
 
 from shared_pipeline.records import FlowRunRecord, RunRecord, TaskRecord
+from shared_pipeline.timeouts import record_verdicts
+from shared_pipeline.timeouts import summary as timeout_summary
 from shared_pipeline.vocabulary import RegistryEffect, StepState
 
-# Faults where the step's own work stops making progress: only the engine's timeout can end it.
-HANGS = {"hang", "block"}
 REGISTRY_WORDS = {
     RegistryEffect.PROMOTED: "production replaced",
     RegistryEffect.REGISTERED_NOT_PROMOTED: "new version left unpromoted",
@@ -26,17 +26,15 @@ def notable(run: FlowRunRecord) -> list[TaskRecord]:
     return [t for t in run.tasks if t.state is not StepState.COMPLETED or t.attempts > 1]
 
 
-def interrupted(run: FlowRunRecord) -> bool | None:
-    """Did the engine's timeout stop the timed-out work? None if nothing timed out.
+def timeout_lines(record: RunRecord) -> list[str]:
+    """Per flow run: "interrupted ×3" or "labelled late by N s", for runs that met a hang."""
+    return [timeout_summary(verdicts) for verdicts in record_verdicts(record)]
 
-    The step logs `hang_cap_reached` when nobody stopped it and its own cap ended it.
-    """
-    timed_out = {t.task for t in run.tasks if t.state is StepState.TIMED_OUT}
-    # Only attempts whose own work hung: a client-side timeout (a hanging API) is another story.
-    outcomes = [e.outcome for e in run.attempt_log if e.task in timed_out and e.fault in HANGS]
-    if not outcomes:
-        return None
-    return "hang_cap_reached" not in outcomes
+
+def interrupted(record: RunRecord, run_index: int) -> bool | None:
+    """Did the engine's timeouts stop the hanging work in this run? None if nothing hung."""
+    verdicts = record_verdicts(record)[run_index]
+    return all(v.interrupted for v in verdicts) if verdicts else None
 
 
 def task_groups(run: FlowRunRecord) -> list[str]:
@@ -56,14 +54,13 @@ def task_groups(run: FlowRunRecord) -> list[str]:
 
 def matrix_cell(record: RunRecord, marks: str, conforms: bool) -> str:
     lines = []
-    for run in record.runs:
+    for run, timeouts in zip(record.runs, timeout_lines(record), strict=True):
         prefix = f"run {run.run}: " if len(record.runs) > 1 else ""
         check = "✓" if conforms else "✗"
         lines.append(f"{prefix}**{run.outcome.value}** {check}{marks} · {code(run.native_state)}")
         lines.extend(task_groups(run))
-        stopped = interrupted(run)
-        if stopped is not None:
-            lines.append("timeout stopped the work" if stopped else "work ran on to the hang cap")
+        if timeouts:
+            lines.append(f"timeouts: {timeouts}")
         notes = len(run.notifications)
         told = f"notified ×{notes}" if notes else "no notification"
         lines.append(f"{run.wall_seconds:.2f} s · {told} · {REGISTRY_WORDS[run.registry_effect]}")

@@ -34,12 +34,13 @@ def flowchart(run: FlowRunRecord) -> str | None:
     for task in run.tasks:
         by_name.setdefault(native_name(task), task)
         by_name.setdefault(task.task, task)
-    names: list[str] = []
-    for edge in run.graph:
-        for name in (edge.upstream, edge.downstream):
-            if name not in names:
-                names.append(name)
+    # Nodes in the order the run recorded its tasks, so the chart reads from start to end.
+    in_graph = {name for edge in run.graph for name in (edge.upstream, edge.downstream)}
+    names = [n for n in dict.fromkeys(native_name(t) for t in run.tasks) if n in in_graph]
+    names += sorted(in_graph - set(names))
     ids = {name: f"n{index}" for index, name in enumerate(names)}
+    order = {name: index for index, name in enumerate(names)}
+    edges = sorted(run.graph, key=lambda e: (order[e.upstream], order[e.downstream]))
     lines = ["flowchart LR"]
     used: dict[str, list[str]] = {}
     for name in names:
@@ -48,7 +49,7 @@ def flowchart(run: FlowRunRecord) -> str | None:
         lines.append(f'  {ids[name]}["{_label(name)}{state}"]')
         if task is not None:
             used.setdefault(STYLES[task.state][0], []).append(ids[name])
-    for edge in run.graph:
+    for edge in edges:
         lines.append(f"  {ids[edge.upstream]} --> {ids[edge.downstream]}")
     for css, style, _ in STYLES.values():
         if css in used:

@@ -8,7 +8,13 @@ from pathlib import Path
 from shared_pipeline.conformance import check_record
 from shared_pipeline.records import RunRecord
 from shared_pipeline.report import bench as bench_section
-from shared_pipeline.report.cells import account, code, interrupted, matrix_cell
+from shared_pipeline.report.cells import (
+    account,
+    code,
+    interrupted,
+    matrix_cell,
+    timeout_lines,
+)
 from shared_pipeline.report.engines import (
     ENGINES,
     FEATURES,
@@ -96,9 +102,25 @@ class Report:
             )
         return lines
 
+    def contents(self, bench: bool) -> list[str]:
+        sections = [
+            ("The matrix", "the-matrix"),
+            ("Graphs: declared before the run, or observed in it", "graphs"),
+            ("Scenarios", "scenarios"),
+            ("Negative engineering: lines of failure-handling code", "negative-engineering"),
+        ]
+        if "prefect2" in self.records.by_engine and "prefect3" in self.records.by_engine:
+            sections.append(("Prefect 2.x against 3.x", "prefect-majors"))
+        if bench:
+            sections.append(("Overhead benchmark", "overhead-benchmark"))
+        sections.append(("Trade-offs: choose this when", "trade-offs"))
+        return ["", *(f"- [{title}](#{anchor})" for title, anchor in sections)]
+
     def matrix(self) -> list[str]:
         engines = self.records.engines
         lines = [
+            "",
+            '<a id="the-matrix"></a>',
             "",
             "## The matrix",
             "",
@@ -189,6 +211,8 @@ class Report:
     def graphs(self) -> list[str]:
         lines = [
             "",
+            '<a id="graphs"></a>',
+            "",
             "## Graphs: declared before the run, or observed in it",
             "",
             "Each engine's graph as its own model has it, from the record: a static engine "
@@ -227,7 +251,7 @@ class Report:
         return lines
 
     def scenario_sections(self) -> list[str]:
-        lines = ["", "## Scenarios"]
+        lines = ["", '<a id="scenarios"></a>', "", "## Scenarios"]
         for scenario in self.records.scenarios:
             spec = scenario_of(scenario)
             title = spec.title if spec else scenario
@@ -328,6 +352,8 @@ class Report:
         labels = [WIRINGS[k].label if k in WIRINGS else k for k in wirings]
         lines = [
             "",
+            '<a id="negative-engineering"></a>',
+            "",
             "## Negative engineering: lines of failure-handling code",
             "",
             "Lines of code (blank lines and comments excluded) between each wiring's "
@@ -354,6 +380,8 @@ class Report:
         if two not in self.records.by_engine or three not in self.records.by_engine:
             return []
         lines = [
+            "",
+            '<a id="prefect-majors"></a>',
             "",
             "## Prefect 2.x against 3.x: what the same code did",
             "",
@@ -397,6 +425,8 @@ class Report:
     def trade_offs(self, bench_figures: dict[str, str]) -> list[str]:
         lines = [
             "",
+            '<a id="trade-offs"></a>',
+            "",
             "## Trade-offs: choose this when",
             "",
             "Each point cites the matrix rows (and benchmark figures) it rests on; the evidence "
@@ -424,11 +454,13 @@ class Report:
             self.results / "bench", FIGURES, [*ENGINES]
         )
         self.figures.update(bench_pngs)
+        scenarios = self.scenario_sections()  # before the contents: it makes the timelines
         lines = [
             *self.header(),
+            *self.contents(bool(bench_lines)),
             *self.matrix(),
-            *self.scenario_sections(),
             *self.graphs(),
+            *scenarios,
             *self.negative_engineering(),
             *self.prefect_majors(),
             *bench_lines,
@@ -439,10 +471,9 @@ class Report:
 
 def _brief(record: RunRecord) -> str:
     parts = []
-    for run in record.runs:
+    for run, timeouts in zip(record.runs, timeout_lines(record), strict=True):
         attempts = sum(t.attempts for t in run.tasks)
-        stopped = interrupted(run)
-        timeout = "" if stopped is None else (", timeout stopped it" if stopped else ", ran to cap")
+        timeout = f", timeouts: {timeouts}" if timeouts else ""
         parts.append(
             f"{code(run.native_state)}, {attempts} task attempts, {run.wall_seconds:.2f} s{timeout}"
         )
@@ -451,7 +482,7 @@ def _brief(record: RunRecord) -> str:
 
 def _differences(mine: RunRecord, other: RunRecord) -> list[str]:
     out = []
-    for run, theirs in zip(mine.runs, other.runs, strict=False):
+    for index, (run, theirs) in enumerate(zip(mine.runs, other.runs, strict=False)):
         prefix = f"run {run.run}: " if len(mine.runs) > 1 else ""
         if run.native_state != theirs.native_state or run.outcome != theirs.outcome:
             out.append(f"{prefix}flow {code(run.native_state)} ({run.outcome.value})")
@@ -464,10 +495,9 @@ def _differences(mine: RunRecord, other: RunRecord) -> list[str]:
             ):
                 state = f"{code(task.native_state)} ×{task.attempts}"
                 out.append(f"{prefix}{task.task} {state if task.native_state else 'never created'}")
-        if interrupted(run) != interrupted(theirs) and interrupted(run) is not None:
-            out.append(
-                f"{prefix}timeout {'stopped the work' if interrupted(run) else 'ran to the cap'}"
-            )
+        stopped = interrupted(mine, index)
+        if stopped is not None and stopped != interrupted(other, index):
+            out.append(f"{prefix}timeouts: {timeout_lines(mine)[index]}")
     return out
 
 
