@@ -22,6 +22,13 @@ from shared_pipeline.scenarios import get_scenario
 from shared_pipeline.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_records(results: Path) -> list[Path]:
+    """The run records under `results` (results/bench/ holds benchmark figures, not records)."""
+    return sorted(p for p in results.glob("*/*.json") if p.parent.name != "bench")
+
+
 EXCERPT = re.compile(r"\[([\w./-]+\.py):(\d+)\]\(([^)#]+)#L(\d+)-L(\d+)\)")
 LINK = re.compile(r"\]\(([^)\s]+)\)|(?:src|href)=\"([^\"]+)\"")
 
@@ -30,7 +37,7 @@ LINK = re.compile(r"\]\(([^)\s]+)\)|(?:src|href)=\"([^\"]+)\"")
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the repository's records (one control run if it has none yet)."""
     results = tmp_path_factory.mktemp("records") / "results"
-    if any((ROOT / "results").glob("*/*.json")):
+    if run_records(ROOT / "results"):
         shutil.copytree(ROOT / "results", results)
     else:
         out = results.parent
@@ -66,7 +73,7 @@ def test_altering_a_record_changes_the_report(results: Path, report, tmp_path: P
     _, before = report
     altered = tmp_path / "results"
     shutil.copytree(results, altered)
-    path = sorted(altered.glob("*/*.json"))[0]
+    path = run_records(altered)[0]
     record = json.loads(path.read_text())
     record["runs"][0]["wall_seconds"] = 4321.987
     record["runs"][0]["native_state"] = "StateNobodyTyped"
@@ -144,7 +151,7 @@ def test_every_relative_link_and_image_exists(report) -> None:
 def test_an_engine_that_lands_later_appears_with_its_label(results: Path, tmp_path: Path) -> None:
     later = tmp_path / "results"
     shutil.copytree(results, later)
-    source = sorted(later.glob("*/*.json"))[0]
+    source = run_records(later)[0]
     record = json.loads(source.read_text())
     record["engine"] = "airflow"
     (later / "airflow").mkdir(exist_ok=True)
