@@ -10,9 +10,12 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from shared_pipeline.faults_plan import HANG_FAULTS  # noqa: E402
 from shared_pipeline.records import FlowRunRecord, RunRecord  # noqa: E402
+from shared_pipeline.settings import Settings  # noqa: E402
 
 DPI = 100
 ROW_INCHES = 0.24
@@ -77,8 +80,9 @@ def timeline(title: str, panels: list[tuple[str, RunRecord]]) -> bytes:
             origin, rows = _rows(run)
             suffix = f" · run {run.run}" if len(record.runs) > 1 else ""
             heading = f"{label}{suffix}: {run.native_state} ({run.wall_seconds:.2f} s)"
-            prepared.append((heading, origin, rows))
-    heights = [max(len(rows), 1) for _, _, rows in prepared]
+            budget = record.settings.get("train_timeout_s", Settings().train_timeout_s)
+            prepared.append((heading, origin, rows, budget))
+    heights = [max(len(rows), 1) for _, _, rows, _ in prepared]
     fig, axes = plt.subplots(
         len(prepared),
         1,
@@ -89,14 +93,14 @@ def timeline(title: str, panels: list[tuple[str, RunRecord]]) -> bytes:
     )
     ends = [
         (t - origin).total_seconds()
-        for _, origin, rows in prepared
+        for _, origin, rows, _ in prepared
         for _, logged, span in rows
         for t in [*(e.ended or e.started for e in logged), *(span[1:] if span else ())]
     ]
     right = max(ends, default=0.0) or 1.0
     min_width = right / 400  # a few pixels: millisecond attempts stay visible
     used = set()
-    for ax, (heading, origin, rows) in zip(axes[:, 0], prepared, strict=True):
+    for ax, (heading, origin, rows, budget) in zip(axes[:, 0], prepared, strict=True):
         ax.set_title(heading, loc="left", fontsize=9)
         for y, (_, logged, span) in enumerate(rows):
             if span:
@@ -121,6 +125,11 @@ def timeline(title: str, panels: list[tuple[str, RunRecord]]) -> bytes:
                     zorder=2,
                 )
                 used.add(entry.outcome if entry.outcome in ATTEMPT_STYLE else None)
+                if entry.fault in HANG_FAULTS:  # where the timeout should have stopped it
+                    # The engine's clock starts with its task run; the step's a little later.
+                    start = (span[0] - origin).total_seconds() if span else left
+                    ax.plot([start + budget] * 2, [y - 0.45, y + 0.45], color="black", lw=1.2)
+                    used.add("budget")
         ax.set_yticks(range(len(rows)), [task for task, _, _ in rows])
         ax.set_ylim(len(rows) - 0.4 if rows else 0.6, -0.6)
         ax.grid(axis="x", color="#e0e0e0", linewidth=0.5, zorder=0)
@@ -132,6 +141,8 @@ def timeline(title: str, panels: list[tuple[str, RunRecord]]) -> bytes:
         for outcome, s in ATTEMPT_STYLE.items()
         if outcome in used
     ]
+    if "budget" in used:
+        handles.append(Line2D([], [], color="black", lw=1.2, label="timeout budget expires"))
     if "span" in used:
         handles.append(Patch(facecolor=SPAN_COLOR, label="task run as the engine recorded it"))
     fig.suptitle(title, x=0.01, ha="left", fontsize=10)
