@@ -16,6 +16,9 @@ from rich.table import Table
 from shared_pipeline.scenarios import CATALOGUE, SCENARIOS, ScenarioError
 from shared_pipeline.settings import Settings
 
+DATABASES = ("sqlite", "postgres")  # harness.DATABASES, without importing the harness for --help
+MIN_TRIPS = Settings.model_fields["trips_per_month"].metadata[0].ge
+
 if TYPE_CHECKING:
     from shared_pipeline.harness import EngineAdapter
 
@@ -67,16 +70,24 @@ def _parser() -> argparse.ArgumentParser:
         help="writes OUT/results/<engine>/<scenario>.json and OUT/runs/ (default: .)",
     )
     run.add_argument(
+        "--db",
+        choices=DATABASES,
+        default=os.environ.get("PIPELINE_DB", "sqlite"),
+        help="source database made for each run: a SQLite file in the run directory, or a "
+        "database on a throw-away PostgreSQL server this process starts under OUT/runs/ "
+        "(default: $PIPELINE_DB, else sqlite)",
+    )
+    run.add_argument(
         "--db-url",
         default=None,
-        help="SQLAlchemy URL of the source database (default: a SQLite file "
-        "inside each run directory)",
+        help="use a database server you run instead (a SQLAlchemy URL, e.g. "
+        "postgresql://user:pass@host/db); the scenario months' tables are (re)loaded into it",
     )
     run.add_argument(
         "--trips",
         type=int,
         default=None,
-        help=f"trips per month (default {Settings().trips_per_month})",
+        help=f"trips per month (default {Settings().trips_per_month}, at least {MIN_TRIPS})",
     )
 
     show = commands.add_parser("show", help="print the table of recorded results")
@@ -97,6 +108,16 @@ def _list_scenarios(console: Console) -> int:
     return 0
 
 
+def _check_out(out: Path) -> None:
+    """OUT must be a folder we could create and write in; checked without writing anything."""
+    target = out.absolute()
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir():
+        raise CLIError(f"--out {out}: cannot write there ({existing} is not a directory)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CLIError(f"--out {out}: cannot write there ({existing} is read-only here)")
+
+
 def _run(args: argparse.Namespace, console: Console) -> int:
     # Imported here: pandas, scikit-learn and the engines take seconds, --help should not.
     from shared_pipeline.harness import check_database, run_scenario
@@ -104,11 +125,15 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 
     if args.scenario != "all" and args.scenario not in SCENARIOS:
         raise CLIError(f"unknown scenario {args.scenario!r} (known: {', '.join(SCENARIOS)}, all)")
+    if args.engine not in ENGINES:
+        raise CLIError(f"unknown engine {args.engine!r} (known: {', '.join(ENGINES)})")
+    if args.trips is not None and args.trips < MIN_TRIPS:
+        raise CLIError(f"--trips {args.trips}: need at least {MIN_TRIPS} trips per month")
+    settings = Settings() if args.trips is None else Settings(trips_per_month=args.trips)
+    db_url = check_database(args.db_url) if args.db_url else None
+    _check_out(args.out)
     adapter = load_adapter(args.engine, args.out)
     scenarios = CATALOGUE if args.scenario == "all" else (SCENARIOS[args.scenario],)
-    settings = Settings() if args.trips is None else Settings(trips_per_month=args.trips)
-    if args.db_url:
-        check_database(args.db_url)
     records = []
     with contextlib.closing(adapter), console.status("") as status:
         for index, scenario in enumerate(scenarios, start=1):
@@ -124,7 +149,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
                     scenario,
                     args.out,
                     base_settings=settings,
-                    db_url=args.db_url,
+                    db=args.db,
+                    db_url=db_url,
                     on_progress=progress,
                 )
             )
@@ -140,10 +166,11 @@ def _show(args: argparse.Namespace, console: Console) -> int:
 
     records = []
     for engine in args.engine:
-        for scenario in CATALOGUE:
-            path = record_path(args.out / "results", engine, scenario.id)
-            if path.exists():
-                records.append(read_record(path))
+        for backend in ("sqlite", "postgresql"):  # the SQLite runs, then the PostgreSQL ones
+            for scenario in CATALOGUE:
+                path = record_path(args.out / "results", engine, scenario.id, backend)
+                if path.exists():
+                    records.append(read_record(path))
     if not records:
         raise CLIError(f"no records for {', '.join(args.engine)} under {args.out / 'results'}")
     return 1 if print_summary(records, console) else 0

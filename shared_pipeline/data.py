@@ -238,13 +238,17 @@ def _read_only_sqlite_url(url: URL) -> URL:
 
 
 def read_month_sql(db_url: str, month: str, *, timeout_s: float = 0.2) -> pd.DataFrame:
-    """SELECT * from `month`'s table; SQLite is opened read-only and gives up on locks fast."""
+    """SELECT * from `month`'s table; the reader gives up on a locked table after `timeout_s`."""
     url = make_url(db_url)
     connect_args: dict[str, object] = {}
     if url.get_backend_name() == "sqlite":
         url = _read_only_sqlite_url(url)
         # Fail with "database is locked" after timeout_s instead of waiting 5 s for a writer.
         connect_args["timeout"] = timeout_s
+    elif url.get_backend_name() == "postgresql":
+        # "canceling statement due to lock timeout" instead of waiting for the maintenance.
+        connect_args["options"] = f"-c lock_timeout={max(int(timeout_s * 1000), 1)}"
+        connect_args["connect_timeout"] = 5
     engine = sa.create_engine(url, connect_args=connect_args)
     query = sa.select(sa.literal_column("*")).select_from(sa.table(table_name(month)))
     try:

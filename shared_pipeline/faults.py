@@ -16,9 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from shared_pipeline.context import RunContext, current_run, load_context, run_path
+from shared_pipeline.data import table_name
 from shared_pipeline.enrichment_api import STALL_PATH, set_api_mode
 from shared_pipeline.faults_plan import API_FAULTS, HANG_FAULTS, FaultKind, planned_fault
 
@@ -96,7 +98,15 @@ class Attempt:
         if url.get_backend_name() == "sqlite":
             # The volume is gone: a read-only open of a file in a missing folder fails.
             return f"sqlite:///{self.ctx.path / 'unmounted-volume' / 'trips.db'}"
-        return url.set(host="127.0.0.1", port=_closed_port()).render_as_string(hide_password=False)
+        if "host" in url.query:
+            # A server reached through a unix socket: a folder beside its own where none listens
+            # (beside it, as socket paths may not be longer than 107 bytes).
+            gone = Path(str(url.query["host"])).parent / "no-server"
+            gone.mkdir(exist_ok=True)
+            url = url.update_query_dict({"host": str(gone)})
+        else:
+            url = url.set(host="127.0.0.1", port=_closed_port())
+        return url.render_as_string(hide_password=False)
 
     def hang_if_planned(self) -> None:
         """HANG: a loop that stops making progress; BLOCK: one call that never returns."""
@@ -138,7 +148,12 @@ def _blocking_read(api_url: str, deadline_s: float) -> None:
 
 
 @contextlib.contextmanager
-def _db_lock(db_url: str) -> Iterator[None]:
+def _db_lock(db_url: str, month: str | None) -> Iterator[None]:
+    """Maintenance: another session holds the lock a reader needs, for this attempt only."""
+    if make_url(db_url).get_backend_name() != "sqlite":
+        with _table_lock(db_url, table_name(month or "")):
+            yield
+        return
     holder = sqlite3.connect(_sqlite_file(db_url), timeout=10, isolation_level=None)
     try:
         holder.execute("BEGIN EXCLUSIVE")
@@ -147,6 +162,19 @@ def _db_lock(db_url: str) -> Iterator[None]:
         if holder.in_transaction:
             holder.execute("ROLLBACK")
         holder.close()
+
+
+@contextlib.contextmanager
+def _table_lock(db_url: str, table: str) -> Iterator[None]:
+    # What an operator's ALTER TABLE or VACUUM FULL takes: readers wait, then their lock_timeout
+    # cancels them with PostgreSQL's "canceling statement due to lock timeout".
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as holder, holder.begin():
+            holder.exec_driver_sql(f'LOCK TABLE "{table}" IN ACCESS EXCLUSIVE MODE')
+            yield
+    finally:
+        engine.dispose()
 
 
 @contextlib.contextmanager
@@ -187,7 +215,7 @@ def step_attempt(run_dir: str | Path, step: str, key: str | None = None) -> Iter
     try:
         with contextlib.ExitStack() as stack:
             if fault is FaultKind.DB_LOCKED:
-                stack.enter_context(_db_lock(ctx.db_url))
+                stack.enter_context(_db_lock(ctx.db_url, key))
             elif fault in API_FAULTS:
                 stack.enter_context(_api_mode(ctx, API_FAULTS[fault]))
             yield Attempt(ctx=ctx, step=step, key=key, number=number, fault=fault)

@@ -20,8 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sklearn.pipeline import Pipeline
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
-from shared_pipeline import ml, registry
+from shared_pipeline import ml, postgres, registry
 from shared_pipeline.context import RunContext, set_current_run
 from shared_pipeline.data import generate_month, load_months
 from shared_pipeline.enrichment_api import EnrichmentAPI
@@ -29,6 +30,7 @@ from shared_pipeline.faults import init_attempt_log, mark_fixed, read_attempt_lo
 from shared_pipeline.faults_plan import FaultKind
 from shared_pipeline.notifications import read_notifications
 from shared_pipeline.records import (
+    DEFAULT_BACKEND,
     AttemptLogEntry,
     FlowRunRecord,
     GraphEdge,
@@ -42,6 +44,11 @@ from shared_pipeline.records import (
 from shared_pipeline.scenarios import Scenario, ScenarioError
 from shared_pipeline.settings import Settings
 from shared_pipeline.vocabulary import FlowOutcome, StepState
+
+# --db choices and the SQLAlchemy backend each gives.
+DATABASES = {"sqlite": "sqlite", "postgres": "postgresql"}
+# Backends whose maintenance (a lock another session holds) faults.py can put in place.
+LOCKABLE_BACKENDS = frozenset({"sqlite", "postgresql"})
 
 
 class EngineRun(BaseModel):
@@ -67,16 +74,35 @@ class EngineAdapter(Protocol):
     def close(self) -> None: ...
 
 
-def check_database(db_url: str) -> None:
-    """Fail early and clearly when a user-given database URL cannot be reached."""
+def check_database(db_url: str) -> str:
+    """Fail early and clearly when a user-given database URL cannot be used; returns the URL the
+    suite will use (plain `postgresql://` means the psycopg driver this project ships).
+    """
     try:
-        engine = create_engine(db_url)
+        url = make_url(postgres.normalize_url(db_url))
+    except Exception as exc:  # SQLAlchemy's ArgumentError for anything that is not a URL
+        raise ScenarioError(f"--db-url {db_url!r} is not a database URL: {exc}") from exc
+    shown = url.render_as_string(hide_password=True)
+    try:
+        engine = create_engine(url)
+    except ModuleNotFoundError as exc:
+        raise ScenarioError(
+            f"no driver for {shown}: Python package {exc.name!r} is not installed"
+            f" (for PostgreSQL use postgresql:// or postgresql+psycopg://, whose driver the"
+            f" project installs)"
+        ) from exc
+    except Exception as exc:  # an unknown dialect
+        raise ScenarioError(f"cannot use {shown}: {exc}") from exc
+    try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+    except Exception as exc:  # any driver's error: its first line is what the user needs
+        lines = [line.strip() for line in str(getattr(exc, "orig", exc)).splitlines()]
+        first = next((line for line in lines if line), type(exc).__name__)
+        raise ScenarioError(f"cannot reach database {shown}: {first}") from exc
+    finally:
         engine.dispose()
-    except Exception as exc:  # any driver's error: the message is what the user needs
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ScenarioError(f"cannot reach database {db_url!r}: {first}") from exc
+    return url.render_as_string(hide_password=False)
 
 
 @functools.lru_cache(maxsize=16)
@@ -84,30 +110,50 @@ def _month(month: str, n_trips: int, corrupt: bool) -> pd.DataFrame:
     return generate_month(month, n_trips, corrupt=corrupt)
 
 
-def _prepare_source(
-    db_url: str, settings: Settings, corrupt: tuple[str, ...], cache: Path, own_file: bool
-) -> None:
-    """Load the months into the source database (replacing only their tables)."""
+def _sqlite_source(run_dir: Path, settings: Settings, corrupt: tuple[str, ...], cache: Path) -> str:
+    """The run's own SQLite file: a copy of a loaded template (loading 90k rows costs ~1 s)."""
     months = (settings.production_month, settings.train_month, settings.valid_month)
-    url = make_url(db_url)
-    if own_file:
-        # Loading 90k rows costs ~1 s; a copy of a loaded template costs nothing.
-        template = cache / f"trips-{settings.trips_per_month}-{'-'.join(months)}.db"
-        if not template.exists():
-            template.parent.mkdir(parents=True, exist_ok=True)
-            tmp = template.with_suffix(".tmp")
-            tmp.unlink(missing_ok=True)
-            load_months(
-                f"sqlite:///{tmp}", {m: _month(m, settings.trips_per_month, False) for m in months}
-            )
-            tmp.replace(template)
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(template, url.database)
-        frames = {m: _month(m, settings.trips_per_month, True) for m in corrupt}
-    else:
-        frames = {m: _month(m, settings.trips_per_month, m in corrupt) for m in months}
-    if frames:
-        load_months(db_url, frames)
+    template = cache / f"trips-{settings.trips_per_month}-{'-'.join(months)}.db"
+    if not template.exists():
+        template.parent.mkdir(parents=True, exist_ok=True)
+        tmp = template.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
+        load_months(
+            f"sqlite:///{tmp}", {m: _month(m, settings.trips_per_month, False) for m in months}
+        )
+        tmp.replace(template)
+    path = run_dir / "source" / "trips.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, path)
+    db_url = f"sqlite:///{path}"
+    load_months(db_url, {m: _month(m, settings.trips_per_month, True) for m in corrupt})
+    return db_url
+
+
+def _postgres_source(run_dir: Path, settings: Settings, corrupt: tuple[str, ...]) -> str:
+    """The run's own database on this process's PostgreSQL server, copied from a loaded template."""
+    months = (settings.production_month, settings.train_month, settings.valid_month)
+    server = postgres.server_url(run_dir.parent.parent)
+    template = f"trips_{settings.trips_per_month}_{'_'.join(months)}".replace("-", "_")
+    if not postgres.database_exists(server, template):
+        url = postgres.create_database(server, template)
+        load_months(url, {m: _month(m, settings.trips_per_month, False) for m in months})
+    db_url = postgres.create_database(server, postgres.database_name(run_dir), template=template)
+    load_months(db_url, {m: _month(m, settings.trips_per_month, True) for m in corrupt})
+    return db_url
+
+
+def _user_source(db_url: str, settings: Settings, corrupt: tuple[str, ...]) -> str:
+    """A database the user runs: only the months' own tables are (re)loaded, nothing else."""
+    months = (settings.production_month, settings.train_month, settings.valid_month)
+    try:
+        load_months(db_url, {m: _month(m, settings.trips_per_month, m in corrupt) for m in months})
+    except SQLAlchemyError as exc:  # e.g. a role that may read but not create tables
+        lines = [line.strip() for line in str(getattr(exc, "orig", exc)).splitlines()]
+        first = next((line for line in lines if line), type(exc).__name__)
+        shown = make_url(db_url).render_as_string(hide_password=True)
+        raise ScenarioError(f"cannot load the months' tables into {shown}: {first}") from exc
+    return db_url
 
 
 @functools.lru_cache(maxsize=4)
@@ -141,12 +187,12 @@ def machine_summary() -> str:
     return f"{os.cpu_count()} cores{memory}, {system} ({platform.machine()})"
 
 
-def _validate(scenario: Scenario, db_url: str) -> None:
-    needs_sqlite = any(rule.kind is FaultKind.DB_LOCKED for rule in scenario.faults)
-    if needs_sqlite and make_url(db_url).get_backend_name() != "sqlite":
+def _validate(scenario: Scenario, backend: str) -> None:
+    locks = any(rule.kind is FaultKind.DB_LOCKED for rule in scenario.faults)
+    if locks and backend not in LOCKABLE_BACKENDS:
         raise ScenarioError(
-            f"scenario {scenario.id} locks the database with SQLite's BEGIN EXCLUSIVE;"
-            f" it needs a SQLite --db-url"
+            f"scenario {scenario.id} takes the database for maintenance, which this suite can do"
+            f" on {' and '.join(sorted(LOCKABLE_BACKENDS))}, not on {backend}"
         )
 
 
@@ -180,27 +226,45 @@ def run_scenario(
     out: Path,
     *,
     base_settings: Settings | None = None,
+    db: str = "sqlite",
     db_url: str | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> RunRecord:
-    """Run `scenario` through `adapter` in a fresh run directory; write and return its record."""
+    """Run `scenario` through `adapter` in a fresh run directory; write and return its record.
+
+    The source database is the run's own SQLite file (`db="sqlite"`), its own database on this
+    process's PostgreSQL server (`db="postgres"`), or the user's `db_url`.
+    """
     started = time.perf_counter()
     settings = base_settings or Settings()
     runs_root = (out / "runs" / adapter.name).resolve()
+    cache = (out / "runs" / ".cache").resolve()
+    if db_url is not None:
+        db_url = postgres.normalize_url(db_url)
+        backend = make_url(db_url).get_backend_name()
+    elif db in DATABASES:
+        backend = DATABASES[db]
+    else:
+        raise ScenarioError(f"unknown database {db!r} (known: {', '.join(DATABASES)})")
+    _validate(scenario, backend)
+    say = on_progress or (lambda _msg: None)
+    label = scenario.id if backend == DEFAULT_BACKEND else f"{scenario.id}.{backend}"
     # A new directory per run: libraries cache connections by path (MLflow's SQLAlchemy engines),
     # and Prefect's cache keys include it, so a path is never reused for another run.
-    run_dir = runs_root / f"{scenario.id}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
-    cache = (out / "runs" / ".cache").resolve()
-    own_file = db_url is None  # the run's own SQLite file; a user's database is never replaced
-    db_url = db_url or f"sqlite:///{run_dir / 'source' / 'trips.db'}"
-    _validate(scenario, db_url)
-    say = on_progress or (lambda _msg: None)
+    run_dir = runs_root / f"{label}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
 
-    for previous in runs_root.glob(f"{scenario.id}-*"):
+    corrupt = scenario.corrupt_months
+    if db_url is not None:
+        say("loading the months into your database")
+        db_url = _user_source(db_url, settings, corrupt)  # fails before anything is written
+    for previous in runs_root.glob(f"{label}-*"):
         shutil.rmtree(previous)  # only the latest run of a scenario is kept, with its record
     run_dir.mkdir(parents=True)
-    say("preparing data and registry")
-    _prepare_source(db_url, settings, scenario.corrupt_months, cache, own_file)
+    say(f"preparing data ({backend}) and registry")
+    if db_url is None and backend == "postgresql":
+        db_url = _postgres_source(run_dir, settings, corrupt)
+    elif db_url is None:
+        db_url = _sqlite_source(run_dir, settings, corrupt, cache)
     registry.create_store(run_dir, template=cache / "mlflow-empty.db")
     _seed_production(run_dir, settings)
     init_attempt_log(run_dir)
@@ -260,6 +324,7 @@ def run_scenario(
         wall_seconds=round(time.perf_counter() - started, 3),
         limitations=list(adapter.limitations),
         settings=settings.model_dump(),
+        db_backend=backend,
     )
     write_record(record, out / "results")
     return record

@@ -124,6 +124,7 @@ class RunRecord(_Strict):
     wall_seconds: float
     limitations: list[Limitation] = Field(default_factory=list)
     settings: dict[str, Any] = Field(default_factory=dict)  # the Settings this run used
+    db_backend: str = "sqlite"  # the source database's SQLAlchemy backend: sqlite, postgresql
 
 
 def registry_effect(before: RegistrySnapshot, after: RegistrySnapshot) -> RegistryEffect:
@@ -134,14 +135,23 @@ def registry_effect(before: RegistrySnapshot, after: RegistrySnapshot) -> Regist
     return RegistryEffect.UNCHANGED
 
 
-def record_path(results_dir: Path, engine: str, scenario: str) -> Path:
-    return results_dir / engine / f"{scenario}.json"
+DEFAULT_BACKEND = "sqlite"
+
+
+def record_path(
+    results_dir: Path, engine: str, scenario: str, backend: str = DEFAULT_BACKEND
+) -> Path:
+    """results/<engine>/<scenario>.json; runs on another database beside it in a folder of its own:
+    results/<engine>/postgresql/<scenario>.json.
+    """
+    folder = results_dir / engine
+    return (folder if backend == DEFAULT_BACKEND else folder / backend) / f"{scenario}.json"
 
 
 def write_record(record: RunRecord | dict[str, Any], results_dir: Path) -> Path:
     """Validate, then write atomically: a reader never sees half a record."""
     record = RunRecord.model_validate(record if isinstance(record, dict) else record.model_dump())
-    path = record_path(results_dir, record.engine, record.scenario)
+    path = record_path(results_dir, record.engine, record.scenario, record.db_backend)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(record.model_dump_json(indent=2) + "\n")

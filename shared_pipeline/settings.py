@@ -26,8 +26,9 @@ class Settings(BaseModel):
     enrich_retries: int = 2
     enrich_retry_delay_s: float = 0.1
     api_timeout_s: float = 0.5
-    # Training: a candidate that runs longer than this is stopped by the engine.
-    train_timeout_s: float = 2.0
+    # Training: a candidate that runs longer than this is stopped by the engine. A healthy fit
+    # takes 0.1-1.9 s on a loaded 2-core machine; whole seconds, as Prefect 1 takes only ints.
+    train_timeout_s: float = 3.0
     # A planned hang gives up after this long, so an engine that cannot interrupt still ends.
     hang_cap_s: float = 5.0
 

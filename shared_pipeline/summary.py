@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from shared_pipeline.conformance import check_record
-from shared_pipeline.records import RunRecord
+from shared_pipeline.records import DEFAULT_BACKEND, RunRecord
 from shared_pipeline.timeouts import record_verdicts
 from shared_pipeline.timeouts import summary as timeout_summary
 from shared_pipeline.vocabulary import StepState
@@ -46,7 +46,8 @@ def summary_table(records: Iterable[RunRecord]) -> Table:
         problems = check_record(record)
         table.add_row(
             record.scenario,
-            f"{record.engine} {record.engine_version}",
+            f"{record.engine} {record.engine_version}"
+            + ("" if record.db_backend == DEFAULT_BACKEND else f"\non {record.db_backend}"),
             escape("\n".join(f"{r.native_state}" for r in record.runs)),
             escape(_steps_cell(record)),
             "\n".join(str(len(r.notifications)) for r in record.runs),

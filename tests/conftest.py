@@ -33,18 +33,31 @@ def pipeline_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(configured) if configured else tmp_path_factory.mktemp("pipeline-out")
 
 
+# The session's default source database (PIPELINE_DB, as for the CLI), and the scenarios every
+# engine session also runs on PostgreSQL (the control runs all of them on both).
+DEFAULT_DB = os.environ.get("PIPELINE_DB", "sqlite")
+POSTGRES_SCENARIOS = ("happy_path", "db_maintenance", "db_down")
+
+
+def databases_for(engine: str, scenario_id: str) -> list[str]:
+    extra = engine == "python" or scenario_id in POSTGRES_SCENARIOS
+    return sorted({DEFAULT_DB, "postgres"} if extra else {DEFAULT_DB})
+
+
 class ScenarioRuns:
-    """Each scenario runs once per session; later tests read the same record (one run, two uses)."""
+    """Each scenario runs once per session and database; later tests read the same record (one
+    run, two uses).
+    """
 
     def __init__(self, adapter: EngineAdapter, out: Path) -> None:
         self.adapter, self.out = adapter, out
-        self.records: dict[str, RunRecord] = {}
+        self.records: dict[tuple[str, str], RunRecord] = {}
 
-    def __call__(self, scenario_id: str) -> RunRecord:
-        if scenario_id not in self.records:
+    def __call__(self, scenario_id: str, db: str = DEFAULT_DB) -> RunRecord:
+        if (scenario_id, db) not in self.records:
             scenario = get_scenario(scenario_id)
-            self.records[scenario_id] = run_scenario(self.adapter, scenario, self.out)
-        return self.records[scenario_id]
+            self.records[scenario_id, db] = run_scenario(self.adapter, scenario, self.out, db=db)
+        return self.records[scenario_id, db]
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from shared_pipeline.scenarios import CATALOGUE
 from shared_pipeline.vocabulary import FlowOutcome, RegistryEffect
 
 UNREACHABLE_DB = "sqlite:////nonexistent/dir/x.db"
+RUN = ("run", "--engine", "python", "--scenario", "happy_path")
 # Quick invocations (about 2 s each, mostly imports), started together by `quick_runs`.
 QUICK: dict[str, list[str]] = {
     "help": ["--help"],
@@ -26,7 +27,23 @@ QUICK: dict[str, list[str]] = {
         *("--db-url", UNREACHABLE_DB),
     ],
     "show-nothing": ["show", "--engine", "python", "--out", "empty"],
+    "few-trips": [*RUN, "--out", "out", "--trips", "10"],
+    "out-under-a-file": [*RUN, "--out", "blocker/out"],
+    "read-only-out": [*RUN, "--out", "read-only"],
+    "no-driver": [*RUN, "--out", "out", "--db-url", "postgresql+pg8000://me@localhost/trips"],
+    "postgres-refused": [*RUN, "--out", "out", "--db-url", "postgresql://me:secret@127.0.0.1:1/db"],
+    "not-a-url": [*RUN, "--out", "out", "--db-url", "trips.db"],
 }
+
+
+def make_read_only(folder: Path, read_only: bool = True) -> None:
+    """A folder nobody can write in, root included (root ignores mode bits: chattr +i)."""
+    if read_only:
+        folder.chmod(0o555)
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "+i" if read_only else "-i", str(folder)], check=True)
+    if not read_only:
+        folder.chmod(0o755)
 
 
 def command(*args: str) -> list[str]:
@@ -50,10 +67,17 @@ Quick = tuple[Path, subprocess.CompletedProcess[str]]
 def quick_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Quick]:
     """Each QUICK invocation in its own fresh working directory, all running at once."""
     started = {}
+    read_only = []
     for name, args in QUICK.items():
         cwd = tmp_path_factory.mktemp(name)
         if name == "show-nothing":
             (cwd / "empty").mkdir()
+        if name == "out-under-a-file":
+            (cwd / "blocker").write_text("a file where the output folder would go")
+        if name == "read-only-out":
+            (cwd / "read-only").mkdir()
+            make_read_only(cwd / "read-only")
+            read_only.append(cwd / "read-only")
         process = subprocess.Popen(
             command(*args),
             cwd=cwd,
@@ -76,6 +100,8 @@ def quick_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Quick]:
             if process.poll() is None:  # only after a timeout: do not leave it running
                 process.kill()
                 process.communicate()
+        for folder in read_only:
+            make_read_only(folder, False)  # pytest must be able to remove its temp folders
     return finished
 
 
@@ -116,6 +142,12 @@ def test_list_scenarios_lists_every_scenario_id(quick_runs: dict[str, Quick]) ->
         ("unknown-scenario", ["'nope'", "happy_path"]),
         ("unknown-engine", ["'nope'", "python"]),
         ("unreachable-db", ["cannot reach database", "/nonexistent/dir/x.db"]),
+        ("few-trips", ["--trips 10", "at least 1000"]),
+        ("out-under-a-file", ["--out blocker/out", "is not a directory"]),
+        ("read-only-out", ["--out read-only", "cannot write", "read-only here"]),
+        ("no-driver", ["no driver", "'pg8000' is not installed", "postgresql+psycopg"]),
+        ("postgres-refused", ["cannot reach database", "127.0.0.1", "refused", "me:***@"]),
+        ("not-a-url", ["'trips.db' is not a database URL"]),
     ],
 )
 def test_run_refuses_bad_arguments_in_one_line_and_writes_nothing(
@@ -124,9 +156,13 @@ def test_run_refuses_bad_arguments_in_one_line_and_writes_nothing(
     cwd, result = quick_runs[name]
 
     assert_one_line_error(result, *mentions)
-    assert not (cwd / "out" / "results").exists()
-    assert not (cwd / "out" / "runs").exists()
-    assert everything_under(cwd) == []
+    assert "secret" not in result.stderr
+    assert not (cwd / "out").exists()
+    assert everything_under(cwd) in (
+        [],
+        [Path("blocker")],
+        [Path("read-only")],
+    )
     assert not Path("/nonexistent").exists()
 
 

@@ -1,20 +1,37 @@
 """The conformance suite: every scenario through the engine of this nox session, checked against
 the shared spec and the steps' own attempt log. These runs' records are the ones the report uses.
+
+Every scenario runs on the session's database (PIPELINE_DB, SQLite by default); the database
+scenarios also run on PostgreSQL, and the control runs the whole catalogue on both.
 """
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from conftest import databases_for
 
 from shared_pipeline.conformance import check_record
 from shared_pipeline.records import read_record, record_path
-from shared_pipeline.scenarios import CATALOGUE, Scenario
+from shared_pipeline.scenarios import CATALOGUE
+
+ENGINE = os.environ.get("PIPELINE_ENGINE", "python")
+CASES = [
+    pytest.param(scenario.id, db, id=f"{scenario.id}-{db}")
+    for scenario in CATALOGUE
+    for db in databases_for(ENGINE, scenario.id)
+]
 
 
-@pytest.mark.parametrize("scenario", CATALOGUE, ids=lambda s: s.id)
-def test_scenario_conforms_to_spec(adapter, pipeline_out, scenario_run, scenario: Scenario) -> None:
-    record = scenario_run(scenario.id)
+@pytest.mark.parametrize(("scenario_id", "db"), CASES)
+def test_scenario_conforms_to_spec(
+    adapter, pipeline_out, scenario_run, scenario_id: str, db: str
+) -> None:
+    record = scenario_run(scenario_id, db)
 
-    stored = read_record(record_path(pipeline_out / "results", adapter.name, scenario.id))
+    stored = read_record(
+        record_path(pipeline_out / "results", adapter.name, scenario_id, record.db_backend)
+    )
     assert stored == record
     assert check_record(stored) == []
