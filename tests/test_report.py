@@ -170,3 +170,17 @@ def test_committed_records_name_no_absolute_path() -> None:
             record = read_record(path)
             assert not Path(record.run_dir).is_absolute(), path
             assert record.machine, path
+
+
+def test_runs_on_another_database_get_their_own_matrix(results: Path, tmp_path: Path) -> None:
+    other = tmp_path / "results"
+    shutil.copytree(results, other)
+    source = run_records(other)[0]
+    record = json.loads(source.read_text())
+    record["db_backend"] = "postgresql"
+    (source.parent / "postgresql").mkdir(exist_ok=True)
+    (source.parent / "postgresql" / source.name).write_text(json.dumps(record))
+
+    text = build(ROOT, tmp_path, other)[Path("REPORT.md")].decode()
+
+    assert "with the source database on postgresql" in text

@@ -44,11 +44,7 @@ class Report:
             patterns = wiring.sources if wiring else ()
             self.blocks[key] = wiring_blocks(root, patterns, set(FEATURES))
         self.figures: dict[Path, bytes] = {}
-        self.problems = {
-            (e, s): check_record(r) if scenario_of(s) else ["scenario not in the catalogue"]
-            for e, records in self.records.by_engine.items()
-            for s, r in records.items()
-        }
+        self.problems = _problems(self.records)
 
     def wirings(self) -> list[str]:
         keys: list[str] = []
@@ -135,19 +131,38 @@ class Report:
             "| scenario | " + " | ".join(self.label(e) for e in engines) + " |",
             "| --- |" + " --- |" * len(engines),
         ]
-        for scenario in self.records.scenarios:
+        lines += self.matrix_rows(self.records, self.problems)
+        lines += self.matrix_notes()
+        for backend, records in sorted(self.records.other_backends.items()):
+            lines += [
+                "",
+                f"**The same scenarios with the source database on {backend}** (records under "
+                f"`results/<engine>/{backend}/`; same cell layout):",
+                "",
+                "| scenario | " + " | ".join(self.label(e) for e in records.engines) + " |",
+                "| --- |" + " --- |" * len(records.engines),
+                *self.matrix_rows(records, _problems(records)),
+            ]
+            failing = [(k, p) for k, p in _problems(records).items() if p]
+            for (key, scenario), problems in sorted(failing):
+                for problem in problems:
+                    lines.append(f"- ✗ {self.label(key)}, {scenario} on {backend}: {problem}")
+        return lines
+
+    def matrix_rows(self, records: Records, problems: dict) -> list[str]:
+        lines = []
+        for scenario in records.scenarios:
             cells = []
-            for key in engines:
-                record = self.records.get(key, scenario)
+            for key in records.engines:
+                record = records.get(key, scenario)
                 if record is None:
                     cells.append("no record")
                     continue
                 cells.append(
-                    matrix_cell(record, self.marks(key, scenario), not self.problems[key, scenario])
+                    matrix_cell(record, self.marks(key, scenario), not problems[key, scenario])
                 )
             title = scenario_of(scenario).title if scenario_of(scenario) else scenario
             lines.append(f"| [{title}](#scenario-{scenario}) | " + " | ".join(cells) + " |")
-        lines += self.matrix_notes()
         return lines
 
     def overrides(self, key: str, scenario: str) -> list:
@@ -467,6 +482,14 @@ class Report:
             *self.trade_offs(bench_figures),
         ]
         return "\n".join(lines).rstrip("\n") + "\n", dict(self.figures)
+
+
+def _problems(records: Records) -> dict[tuple[str, str], list[str]]:
+    return {
+        (e, s): check_record(r) if scenario_of(s) else ["scenario not in the catalogue"]
+        for e, by_scenario in records.by_engine.items()
+        for s, r in by_scenario.items()
+    }
 
 
 def _brief(record: RunRecord) -> str:
