@@ -174,6 +174,9 @@ def _seed_production(run_dir: Path, settings: Settings) -> None:
     registry.promote(run_dir, version)
 
 
+OUT_PLACEHOLDER = "<out>"
+
+
 def machine_summary() -> str:
     """One line about the machine a record came from: cores, memory, OS; nothing identifying."""
     try:
@@ -326,5 +329,9 @@ def run_scenario(
         settings=settings.model_dump(),
         db_backend=backend,
     )
+    # Engines and drivers quote paths in their messages (a socket, a file): committed records
+    # name no path of the machine that made them, so the output directory becomes OUT_PLACEHOLDER.
+    scrubbed = record.model_dump_json().replace(str(out.resolve()), OUT_PLACEHOLDER)
+    record = RunRecord.model_validate_json(scrubbed)
     write_record(record, out / "results")
     return record
