@@ -41,12 +41,14 @@ def slope(data: dict, shape: str) -> float | None:
 
 
 def duration(seconds: float) -> str:
-    """Seconds in a unit that shows their digits: 1.29 s, 12.3 ms, 4.5 µs."""
+    """Seconds in a unit that shows their digits: 1.29 s, 12.3 ms, 4.5 µs, 43 ns."""
     if seconds >= 1:
         return f"{seconds:.2f} s"
     if seconds >= 1e-3:
         return f"{seconds * 1e3:.1f} ms"
-    return f"{seconds * 1e6:.1f} µs"
+    if seconds >= 1e-6:
+        return f"{seconds * 1e6:.1f} µs"
+    return f"{seconds * 1e9:.0f} ns"
 
 
 def _cell(data: dict, shape: str, n: str) -> str:

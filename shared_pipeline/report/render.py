@@ -518,6 +518,8 @@ def _differences(mine: RunRecord, other: RunRecord) -> list[str]:
             ):
                 state = f"{code(task.native_state)} ×{task.attempts}"
                 out.append(f"{prefix}{task.task} {state if task.native_state else 'never created'}")
+            if peer is not None and task.native_id != peer.native_id and task.native_id:
+                out.append(f"{prefix}{task.task} named {code(task.native_id)}")
         stopped = interrupted(mine, index)
         if stopped is not None and stopped != interrupted(other, index):
             out.append(f"{prefix}timeouts: {timeout_lines(mine)[index]}")
