@@ -13,7 +13,7 @@ PYTHON = "3.11"
 
 nox.options.default_venv_backend = "uv"
 # Plain `nox`: lint, tests, every engine, then the report from the records they wrote.
-nox.options.sessions = ["lint", "tests", "prefect2", "report"]
+nox.options.sessions = ["lint", "tests", "prefect2", "airflow", "report"]
 # This machine sets PYTHONDONTWRITEBYTECODE=1 and uv does not compile by default: without this
 # every process recompiles every import (Prefect and MLflow take seconds longer to import).
 os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
@@ -26,6 +26,9 @@ PREFECT = {
     "2": ["prefect>=2.20.27,<3", "pydantic<2.13"],
     "3": ["prefect==3.*"],
 }
+# Resolves beside the project's own dependencies with no constraints file and no pins
+# (SQLAlchemy 2.1, pydantic 2.14, pandas 3, MLflow 3 with 3.3.2).
+AIRFLOW = ["apache-airflow>=3.3,<4"]
 
 
 REPORT = ROOT / "shared_pipeline" / "report"
@@ -108,6 +111,30 @@ def prefect2(session: nox.Session, prefect: str) -> None:
         "show",
         "--engine",
         engine,
+        "--out",
+        str(ROOT),
+    )
+    session.notify("report")
+
+
+@nox.session(python=PYTHON)
+def airflow(session: nox.Session) -> None:
+    """Airflow 3 TaskFlow DAGs under dag.test(): every scenario, conformance, Airflow checks."""
+    _install(session, *AIRFLOW)
+    session.run(
+        *PYTEST,
+        str(ROOT / "tests" / "test_conformance.py"),
+        str(ROOT / "tests" / "engines" / "test_airflow.py"),
+        *session.posargs,
+        env=_env("airflow"),
+    )
+    session.run(
+        "python",
+        "-m",
+        "shared_pipeline",
+        "show",
+        "--engine",
+        "airflow",
         "--out",
         str(ROOT),
     )

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -22,25 +24,50 @@ MIN_TRIPS = Settings.model_fields["trips_per_month"].metadata[0].ge
 if TYPE_CHECKING:
     from shared_pipeline.harness import EngineAdapter
 
-# Engine name -> "module:factory". Wirings live outside the package; each needs its own venv.
+# Engine name -> "module:factory", or "path/to/file.py:factory" (relative to the checkout) for a
+# wiring folder that must not be importable by its name. Each engine needs its own venv.
 ENGINES = {
     "python": "shared_pipeline.control:ControlAdapter",
     "prefect2": "prefect2.adapter:PrefectAdapter",
     "prefect3": "prefect2.adapter:PrefectAdapter",
+    # airflow/ is a DAGs folder: as a package it would shadow the installed `airflow`.
+    "airflow": "airflow/adapter.py:AirflowAdapter",
 }
+CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
+def engine_module(engine: str) -> ModuleType:
+    """The module that holds `engine`'s adapter, imported by name or loaded from its file."""
+    target = ENGINES[engine].split(":")[0]
+    if not target.endswith(".py"):
+        return importlib.import_module(target)
+    path = CHECKOUT / target
+    name = f"{engine}_wiring_{path.stem}"  # never the engine's own package name
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    return sys.modules[name]
+
+
 def load_adapter(engine: str, out: Path) -> EngineAdapter:
     """The adapter of `engine`; engines keep their own state store under OUT/runs/<engine>/."""
     if engine not in ENGINES:
         raise CLIError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
-    module_name, factory = ENGINES[engine].split(":")
+    factory = ENGINES[engine].split(":")[1]
     try:
-        module = importlib.import_module(module_name)
+        module = engine_module(engine)
     except ImportError as exc:
         raise CLIError(
             f"engine {engine!r} is not installed here ({exc}); run it in its nox session"

@@ -7,7 +7,7 @@ from collections import Counter
 from shared_pipeline.faults_plan import HANG_FAULTS
 from shared_pipeline.records import FlowRunRecord, RunRecord
 from shared_pipeline.scenarios import RunExpectation, get_scenario
-from shared_pipeline.vocabulary import StepState
+from shared_pipeline.vocabulary import STEPS, StepState
 
 NOT_EXECUTED = {StepState.CACHED, StepState.SKIPPED, StepState.NOT_RUN_UPSTREAM_FAILED}
 
@@ -44,6 +44,8 @@ def _check_run(run: FlowRunRecord, expected: RunExpectation) -> list[str]:
     # The engine's account against the steps' own: attempts per task, and faults that really bit.
     logged = Counter(entry.task for entry in run.attempt_log)
     for task in run.tasks:
+        if task.step not in STEPS:
+            continue  # the engine's own control task (a fallback, a join): it runs no step
         if task.state in NOT_EXECUTED:
             if logged[task.task]:
                 problems.append(

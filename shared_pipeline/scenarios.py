@@ -375,6 +375,148 @@ CATALOGUE: tuple[Scenario, ...] = (
     ),
 )
 
+
+# Airflow 3 (airflow/): where its DAGs differ from the shared spec, and why. -----------------------
+AIRFLOW_DOCS = "https://airflow.apache.org/docs/apache-airflow/stable"
+TASK_RETRY = NotificationEvent.TASK_RETRY
+
+
+def _airflow_control(run: int = 1, **states: StepState) -> Override:
+    """States of the DAG's own control tasks, which run no pipeline step."""
+    return Override(
+        run=run,
+        steps=states,
+        reason=(
+            "A DAG declares its control flow as tasks: enrichment_or_none (trigger rule "
+            "all_done) lets features go on without the API, candidates computes the list "
+            "that train is mapped over, trained_models is the join (all_done_min_one_success) "
+            "that still runs when one mapped instance failed."
+        ),
+        doc=f"{AIRFLOW_DOCS}/core-concepts/dags.html#trigger-rules",
+    )
+
+
+def _airflow_retries(*tasks: str, per_task: int) -> tuple[tuple[NotificationEvent, str], ...]:
+    return tuple((TASK_RETRY, task) for task in tasks for _ in range(per_task))
+
+
+_RETRY_NOTE = (
+    "on_retry_callback also writes to the sink: Airflow calls it for every failed try that "
+    "will be retried, which the shared spec (failures only) does not list."
+)
+_CALLBACKS = f"{AIRFLOW_DOCS}/administration-and-deployment/logging-monitoring/callbacks.html"
+_TIMEOUTS = (
+    "Airflow has no timed-out state: execution_timeout raises AirflowTaskTimeout in the task "
+    "and the task instance ends `failed` like any other failure (the callback's exception "
+    "names the timeout)."
+)
+_TIMEOUT_DOC = f"{AIRFLOW_DOCS}/core-concepts/tasks.html#timeouts"
+_EXTRACT_RETRIES = _airflow_retries(f"extract[{TRAIN}]", f"extract[{VALID}]", per_task=2)
+_TRAINS_FAILED = {t: StepState.FAILED for t in train_tasks(*CANDIDATES)}
+_EVERYTHING_RAN = _airflow_control(enrichment_or_none=C, candidates=C, trained_models=C)
+_NO_CANDIDATE_TRAINED = _airflow_control(enrichment_or_none=C, candidates=C, trained_models=NOT_RUN)
+
+AIRFLOW_OVERRIDES: dict[str, tuple[Override, ...]] = {
+    "happy_path": (_EVERYTHING_RAN,),
+    "db_maintenance": (
+        _EVERYTHING_RAN,
+        Override(notifications=_EXTRACT_RETRIES, reason=_RETRY_NOTE, doc=_CALLBACKS),
+    ),
+    "db_down": (
+        _airflow_control(enrichment_or_none=C, candidates=NOT_RUN, trained_models=NOT_RUN),
+        Override(
+            steps={f"extract[{VALID}]": StepState.FAILED, "enrich": C},
+            notifications=(
+                (TASK_FAILED, f"extract[{TRAIN}]"),
+                (TASK_FAILED, f"extract[{VALID}]"),
+                *_airflow_retries(f"extract[{TRAIN}]", f"extract[{VALID}]", per_task=3),
+                (FLOW_FAILED, None),
+            ),
+            reason=(
+                "A DAG run does not stop at the first failure: every task whose trigger rule "
+                "is met still runs. The second month's extract and enrich do not depend on the "
+                "first month's extract, so they run (the extract fails too, on the same dead "
+                "database) and only their downstream tasks become upstream_failed. " + _RETRY_NOTE
+            ),
+            doc=f"{AIRFLOW_DOCS}/core-concepts/dags.html#trigger-rules",
+        ),
+        Override(
+            steps={"train": NOT_RUN},
+            reason=(
+                "A mapped task whose upstream failed is never expanded: Airflow keeps one "
+                "unmapped task instance (map_index -1) in upstream_failed, and no instance per "
+                "candidate exists (the candidates are recorded as never created)."
+            ),
+            doc=f"{AIRFLOW_DOCS}/authoring-and-scheduling/dynamic-task-mapping.html",
+        ),
+    ),
+    "api_down": (
+        _EVERYTHING_RAN,
+        Override(
+            outcome=FlowOutcome.COMPLETED,
+            notifications=((TASK_FAILED, "enrich"), *_airflow_retries("enrich", per_task=2)),
+            reason=(
+                "A DAG run ends success or failed, decided by its leaf tasks; Airflow has no "
+                "degraded state. The fallback path shows in the task instances: enrich failed, "
+                "features and everything after it succeeded (and the registered model is "
+                "tagged degraded). " + _RETRY_NOTE
+            ),
+            doc=f"{AIRFLOW_DOCS}/core-concepts/dag-run.html#dag-run-status",
+        ),
+    ),
+    "train_hangs": (
+        _NO_CANDIDATE_TRAINED,
+        Override(steps=_TRAINS_FAILED, reason=_TIMEOUTS, doc=_TIMEOUT_DOC),
+    ),
+    # execution_timeout is SIGALRM in the task's process: it interrupts the blocked read too.
+    "train_blocks": (
+        _NO_CANDIDATE_TRAINED,
+        Override(steps=_TRAINS_FAILED, reason=_TIMEOUTS, doc=_TIMEOUT_DOC),
+    ),
+    "bad_data": (_EVERYTHING_RAN,),
+    "fanout_partial": (_EVERYTHING_RAN,),
+    "resume_after_fix": (
+        _NO_CANDIDATE_TRAINED,
+        _airflow_control(
+            run=2,
+            enrichment_or_none=StepState.CACHED,
+            candidates=StepState.CACHED,
+            trained_models=C,
+        ),
+    ),
+    "retrain_until_good": (
+        Override(
+            steps={
+                "enrichment_or_none": C,
+                **{f"keep_going[round-{n}]": C for n in range(1, RETRAIN_ROUNDS + 1)},
+                **{
+                    f"{step}[round-{n}]": StepState.SKIPPED
+                    for n in range(RETRAIN_ROUNDS + 1, Settings().retrain_max_rounds + 1)
+                    for step in ("train", "evaluate", "keep_going")
+                    if not (step == "keep_going" and n == Settings().retrain_max_rounds)
+                },
+                "last_evaluation": C,
+            },
+            reason=(
+                "A DAG run cannot loop: the loop is declared as retrain_max_rounds rounds, each "
+                "with a short-circuit check (keep_going) that skips every later round once the "
+                "model is good enough; last_evaluation (none_failed_min_one_success) picks the "
+                "evaluation of the last round that ran."
+            ),
+            doc="https://airflow.apache.org/docs/apache-airflow-providers-standard/stable/"
+            "operators/python.html#shortcircuitoperator",
+        ),
+    ),
+}
+
+CATALOGUE = tuple(
+    scenario.model_copy(
+        update={"overrides": {**scenario.overrides, "airflow": AIRFLOW_OVERRIDES[scenario.id]}}
+    )
+    if scenario.id in AIRFLOW_OVERRIDES
+    else scenario
+    for scenario in CATALOGUE
+)
 SCENARIOS: dict[str, Scenario] = {scenario.id: scenario for scenario in CATALOGUE}
 
 

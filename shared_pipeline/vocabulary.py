@@ -36,6 +36,7 @@ class RegistryEffect(StrEnum):
 
 class NotificationEvent(StrEnum):
     TASK_FAILED = "task_failed"
+    TASK_RETRY = "task_retry"  # an engine's retry callback (Airflow's on_retry_callback)
     FLOW_FAILED = "flow_failed"
 
 

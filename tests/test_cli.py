@@ -198,3 +198,22 @@ def test_run_happy_path_writes_a_conforming_record_that_show_reads(tmp_path: Pat
     rows = [line.split("│") for line in show.stdout.splitlines() if "│" in line]
     assert [cells[1].strip() for cells in rows] == ["happy_path"]
     assert "promoted" in rows[0][6]
+
+
+def test_an_engine_not_installed_here_is_a_one_line_error(tmp_path: Path) -> None:
+    # From the checkout, where the DAGs folder `airflow/` sits on sys.path[0] (the current
+    # directory) without being a package: it must not pass for an installed Airflow.
+    repo = Path(__file__).resolve().parents[1]
+    assert not (repo / "airflow" / "__init__.py").exists()
+    out = tmp_path / "out"
+    result = subprocess.run(
+        command("run", "--engine", "airflow", "--scenario", "happy_path", "--out", str(out)),
+        cwd=repo,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert_one_line_error(result, "'airflow' is not installed here", "nox session")
+    assert list(out.rglob("*")) == []  # --out may have been created, nothing written in it

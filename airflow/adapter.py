@@ -1,0 +1,355 @@
+"""Runs the Airflow DAGs for the harness with dag.test() and reads every task instance back from
+Airflow's metadata database.
+
+Loaded by file path (see shared_pipeline/cli.py): this folder is a DAGs folder, not a package,
+so that `import airflow` always means the installed Airflow.
+"""
+
+from __future__ import annotations
+
+import atexit
+import gc
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from shared_pipeline.harness import EngineRun
+from shared_pipeline.records import GraphEdge, Limitation, NativeState, TaskRecord
+from shared_pipeline.vocabulary import FlowOutcome, StepState
+
+DAGS_FOLDER = Path(__file__).resolve().parent
+if str(DAGS_FOLDER) not in sys.path:
+    # As Airflow's DAG processor does for a bundle: the DAG files import their sibling modules.
+    sys.path.append(str(DAGS_FOLDER))
+from callbacks import shared_task_id  # noqa: E402  (one naming for records and notifications)
+
+VERSION = version("apache-airflow")
+DOCS = f"https://airflow.apache.org/docs/apache-airflow/{VERSION}"
+DAG_IDS = {"train": "train_pipeline", "retrain": "retrain_until_good"}
+
+# Airflow's final task-instance states onto the shared vocabulary. `success` splits three ways
+# by what the task instance did in this flow run: one try, several, or none (it kept the success
+# of an earlier run of the same DAG run that was cleared and resumed).
+TASK_STATES = {
+    "success": StepState.COMPLETED,
+    "failed": StepState.FAILED,
+    "upstream_failed": StepState.NOT_RUN_UPSTREAM_FAILED,
+    "skipped": StepState.SKIPPED,
+    # A mapped instance whose index no longer exists after a re-expansion: it never ran.
+    "removed": StepState.SKIPPED,
+}
+DAG_RUN_STATES = {"success": FlowOutcome.COMPLETED, "failed": FlowOutcome.FAILED}
+
+
+def task_state(native: str, tries: int) -> StepState:
+    """The shared state of a task instance that ended `native` after `tries` tries in this run."""
+    try:
+        state = TASK_STATES[native]
+    except KeyError:
+        raise ValueError(f"no shared state for Airflow task instance state {native!r}") from None
+    if state is StepState.COMPLETED and tries == 0:
+        return StepState.CACHED
+    if state is StepState.COMPLETED and tries > 1:
+        return StepState.COMPLETED_AFTER_RETRY
+    return state
+
+
+def flow_outcome(native: str) -> FlowOutcome:
+    try:
+        return DAG_RUN_STATES[native]
+    except KeyError:
+        raise ValueError(f"no shared outcome for Airflow DAG run state {native!r}") from None
+
+
+LIMITATIONS = [
+    Limitation(
+        feature="resume",
+        reason="dag.test() cannot resume an existing DAG run: it has no run_id argument, and "
+        "the same logical date deletes the old run and starts from scratch",
+        workaround="resume_dag_run() clears the failed and upstream_failed task instances of "
+        "the failed run (what the UI's Clear does), then drives the run with the per-task "
+        "runner dag.test() uses itself (airflow.sdk.definitions.dag._run_task, private API)",
+        doc=f"{DOCS}/core-concepts/dag-run.html#re-run-tasks",
+    ),
+    Limitation(
+        feature="cached",
+        reason="Airflow has no cached or reused task state: a task instance that kept its "
+        "success through a clear is simply `success`, with the try it ran in before the fix",
+        workaround="the record keeps the native `success` and counts 0 tries in the resumed "
+        "flow run; the adapter's table maps success-without-a-new-try to the shared `cached`",
+        doc=f"{DOCS}/core-concepts/dag-run.html#re-run-tasks",
+    ),
+    Limitation(
+        feature="scheduler",
+        reason="dag.test() runs every task in this process, one at a time, with a 1 s pause "
+        "whenever nothing is ready (a retry waits at least that long); a scheduler runs "
+        "independent tasks in parallel on its executor and retries after retry_delay",
+        workaround="all DAGs run with dag.test() on the main thread, one process per session",
+        doc=f"{DOCS}/core-concepts/debug.html",
+    ),
+    Limitation(
+        feature="notifications",
+        reason="under dag.test() task and DAG callbacks run in the calling process; a scheduler "
+        "runs task callbacks in the task's process and DAG callbacks in the DAG processor",
+        workaround="none needed here: the callbacks write to a file in the run directory",
+        doc=f"{DOCS}/administration-and-deployment/logging-monitoring/callbacks.html",
+    ),
+    Limitation(
+        feature="timeout",
+        reason="Airflow stores a task stopped by execution_timeout as plain `failed`: nothing in "
+        "the metadata database tells a timeout from any other failure",
+        workaround="the failure callback's exception (AirflowTaskTimeout) is in the "
+        "notification message",
+        doc=f"{DOCS}/core-concepts/tasks.html#timeouts",
+    ),
+]
+
+
+def _airflow_cli() -> Path:
+    return Path(sys.executable).with_name("airflow")
+
+
+def _migrated_database(cache: Path) -> Path:
+    """An empty, migrated metadata database for this Airflow version, made once (3-4 s)."""
+    template = cache / f"airflow-{VERSION}.db"
+    if not template.exists():
+        build = cache / f"airflow-{VERSION}.build"
+        shutil.rmtree(build, ignore_errors=True)
+        build.mkdir(parents=True)
+        subprocess.run(
+            [_airflow_cli(), "db", "migrate"],
+            env={**os.environ, **_airflow_env(build)},
+            cwd=build,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        (build / "airflow.db").replace(template)
+        shutil.rmtree(build)
+    return template
+
+
+def _airflow_env(home: Path) -> dict[str, str]:
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        # Failing tasks are the point of most scenarios: their tracebacks are logged at ERROR.
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get(
+            "AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"
+        ),
+    }
+
+
+def _configure(home: Path, cache: Path) -> None:
+    """Point Airflow at this session's own home; must happen before airflow is imported."""
+    if "airflow" in sys.modules:
+        raise RuntimeError("airflow was imported before AIRFLOW_HOME was set")
+    template = _migrated_database(cache)
+    if home.exists():
+        shutil.rmtree(home)  # a fresh metadata database per session
+    home.mkdir(parents=True)
+    shutil.copyfile(template, home / "airflow.db")
+    os.environ.update(_airflow_env(home))
+
+
+@dataclass
+class _DagRunRef:
+    dag_id: str
+    run_id: str
+    state: str
+    tries: dict[tuple[str, int], int]  # try_number of each task instance when the run ended
+
+
+class AirflowAdapter:
+    """One per process: one metadata database, every DAG run with dag.test() on the main thread."""
+
+    name = "airflow"
+    version = VERSION
+    limitations = LIMITATIONS
+
+    def __init__(self, out: Path) -> None:
+        self.home = (out / "runs" / self.name / ".airflow-home").resolve()
+        _configure(self.home, (out / "runs" / ".cache").resolve())
+        from airflow.dag_processing.dagbag import DagBag
+
+        # The DAG files import their sibling modules: DAGS_FOLDER is on sys.path (see above).
+        bag = DagBag(dag_folder=str(DAGS_FOLDER))
+        if bag.import_errors:
+            raise RuntimeError(f"DAG files failed to import: {bag.import_errors}")
+        self.dags = {flow: bag.dags[dag_id] for flow, dag_id in DAG_IDS.items()}
+        self._runs: dict[tuple[str, str], _DagRunRef] = {}
+        # Airflow's object graph makes the interpreter's last garbage collection take seconds
+        # (10 s on a loaded 2-core machine); frozen objects are skipped, files are closed anyway.
+        atexit.register(gc.freeze)
+
+    def close(self) -> None:
+        from airflow import settings
+
+        if settings.engine is not None:
+            settings.engine.dispose()
+
+    def run_flow(self, run_dir: str, flow: str) -> EngineRun:
+        dag = self.dags[flow]
+        previous = self._runs.get((run_dir, flow))
+        # report: begin resume
+        if previous is not None and previous.state == "failed":
+            # The operator fixed the cause: clear what failed in that DAG run and run it again.
+            run_id = resume_dag_run(dag, previous.run_id)
+            before = previous.tries
+        # report: end resume
+        else:
+            run_id = dag.test(run_conf={"run_dir": run_dir}).run_id
+            before = {}
+        state, tis = read_dag_run(dag.dag_id, run_id)
+        self._runs[(run_dir, flow)] = _DagRunRef(
+            dag.dag_id,
+            run_id,
+            state,
+            {(ti["task_id"], ti["map_index"]): ti["try_number"] for ti in tis},
+        )
+        return EngineRun(
+            native_state=state,
+            native_message=f"DAG run {dag.dag_id} / {run_id}",
+            outcome=flow_outcome(state),
+            tasks=[_task_record(ti, before) for ti in tis],
+            graph_kind="declared",
+            graph=declared_graph(dag),
+        )
+
+
+def declared_graph(dag: Any) -> list[GraphEdge]:
+    """The DAG's own dependencies (task ids), as declared before any run."""
+    return [
+        GraphEdge(upstream=task_id, downstream=downstream)
+        for task_id in sorted(dag.task_dict)
+        for downstream in sorted(dag.task_dict[task_id].downstream_task_ids)
+    ]
+
+
+def read_dag_run(dag_id: str, run_id: str) -> tuple[str, list[dict[str, Any]]]:
+    """The DAG run's state and each task instance with its earlier tries, from the database."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.taskinstancehistory import TaskInstanceHistory
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        dag_run = session.scalars(
+            select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
+        ).one()
+        rows = session.scalars(
+            select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
+        ).all()
+        history = session.scalars(
+            select(TaskInstanceHistory)
+            .where(TaskInstanceHistory.dag_id == dag_id, TaskInstanceHistory.run_id == run_id)
+            .order_by(TaskInstanceHistory.try_number)
+        ).all()
+        earlier: dict[tuple[str, int], list[NativeState]] = {}
+        for old in history:
+            earlier.setdefault((old.task_id, old.map_index), []).append(
+                NativeState(name=str(old.state), at=old.end_date, message=f"try {old.try_number}")
+            )
+        tis = [
+            {
+                "task_id": ti.task_id,
+                "map_index": ti.map_index,
+                "rendered_map_index": ti.rendered_map_index,
+                "state": str(ti.state) if ti.state is not None else None,
+                "try_number": ti.try_number,
+                "start_date": ti.start_date,
+                "end_date": ti.end_date,
+                "history": [
+                    *earlier.get((ti.task_id, ti.map_index), []),
+                    NativeState(name=str(ti.state), at=ti.end_date, message=f"try {ti.try_number}"),
+                ],
+            }
+            for ti in sorted(rows, key=lambda t: (t.start_date is None, t.start_date, t.task_id))
+        ]
+        return str(dag_run.state), tis
+
+
+def _task_record(ti: dict[str, Any], tries_before: dict[tuple[str, int], int]) -> TaskRecord:
+    native = ti["state"]
+    if native is None:
+        raise ValueError(f"task instance {ti['task_id']} has no state after its DAG run ended")
+    mapped = ti["map_index"] >= 0
+    label = (ti["rendered_map_index"] or str(ti["map_index"])) if mapped else None
+    task = shared_task_id(ti["task_id"], label)
+    # Tries in this flow run: a resumed DAG run keeps the tries of the run before the fix.
+    tries = ti["try_number"] - tries_before.get((ti["task_id"], ti["map_index"]), 0)
+    step, _, key = task.partition("[")
+    return TaskRecord(
+        task=task,
+        step=step,
+        key=key.rstrip("]") or None,
+        native_id=f"{ti['task_id']} map_index={ti['map_index']}" if mapped else ti["task_id"],
+        native_state=native,
+        native_history=ti["history"],
+        state=task_state(native, tries),
+        attempts=tries,
+        started_at=ti["start_date"],
+        ended_at=ti["end_date"],
+    )
+
+
+def resume_dag_run(dag: Any, run_id: str, poll_s: float = 0.2) -> str:
+    """Clear the failed and upstream_failed task instances of a finished DAG run and run them
+    again; the successful ones keep their state and XComs. Returns the run id.
+
+    This is what "Clear" (only failed) does in the UI. dag.test() cannot re-drive an existing run,
+    so this loop mirrors its own: Airflow decides what is ready (DagRun.update_state), and each
+    ready task instance runs in-process through dag.test()'s private per-task runner.
+    """
+    from airflow.models.dagbag import DBDagBag
+    from airflow.models.dagrun import DagRun
+    from airflow.sdk.definitions.dag import _run_task
+    from airflow.utils.state import DagRunState, TaskInstanceState
+    from sqlalchemy import select
+
+    from airflow import settings
+
+    session = settings.Session()
+    try:
+        # report: begin resume
+        scheduler_dag = DBDagBag().get_latest_version_of_dag(dag.dag_id, session=session)
+        scheduler_dag.clear(
+            run_id=run_id, only_failed=True, dag_run_state=DagRunState.RUNNING, session=session
+        )
+        session.commit()
+        # As dag.test() does: DAG callbacks do not survive serialization, take the DAG file's.
+        scheduler_dag.on_failure_callback = dag.on_failure_callback
+        scheduler_dag.on_success_callback = dag.on_success_callback
+        dag_run = session.scalars(
+            select(DagRun).where(DagRun.dag_id == dag.dag_id, DagRun.run_id == run_id)
+        ).one()
+        dag_run.dag = scheduler_dag
+        while dag_run.state == DagRunState.RUNNING:
+            session.expire_all()
+            ready, _ = dag_run.update_state(session=session)
+            for ti in ready:
+                ti.try_number += 1
+                ti.state = TaskInstanceState.SCHEDULED
+            session.commit()
+            if not ready:
+                time.sleep(poll_s)  # e.g. a retry waiting for its retry_delay
+            for ti in ready:
+                try:
+                    _run_task(ti=ti, task=dag.task_dict[ti.task_id])
+                except Exception:  # as in dag.test(): the task instance's state says it
+                    if ti.state not in TaskInstanceState.finished:
+                        ti.set_state(TaskInstanceState.FAILED)
+        # report: end resume
+        return run_id
+    finally:
+        session.close()
