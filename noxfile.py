@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import nox
@@ -11,7 +12,8 @@ ROOT = Path(__file__).parent
 PYTHON = "3.11"
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["lint", "tests", "prefect2", "prefect1", "airflow"]
+# Plain `nox`: lint, tests, every engine, then the report from the records they wrote.
+nox.options.sessions = ["lint", "tests", "prefect2", "prefect1", "airflow", "report"]
 # This machine sets PYTHONDONTWRITEBYTECODE=1 and uv does not compile by default: without this
 # every process recompiles every import (Prefect and MLflow take seconds longer to import).
 os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
@@ -45,6 +47,9 @@ PREFECT1 = [
 PREFECT1_ENGINES = {"local": "prefect1", "dask": "prefect1-dask"}
 
 
+REPORT = ROOT / "shared_pipeline" / "report"
+
+
 def _install(session: nox.Session, *extra: str) -> None:
     session.install("-e", f"{ROOT}[test]", *extra)
 
@@ -71,12 +76,20 @@ def baseline(session: nox.Session) -> None:
         str(ROOT),
         *session.posargs,
     )
+    session.notify("report")
+
+
+@nox.session(python=PYTHON)
+def cli(session: nox.Session) -> None:
+    """`python -m shared_pipeline ARGS` (after `--`) with the shared pipeline installed."""
+    _install(session)
+    session.run("python", "-m", "shared_pipeline", *(session.posargs or ["--help"]))
 
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Shared-pipeline unit tests plus the conformance suite against the plain-Python control."""
-    _install(session)
+    _install(session, "-r", str(REPORT / "requirements.txt"))
     session.run(
         *PYTEST,
         str(ROOT / "tests"),
@@ -117,6 +130,7 @@ def prefect2(session: nox.Session, prefect: str) -> None:
         "--out",
         str(ROOT),
     )
+    session.notify("report")
 
 
 @nox.session(python=PYTHON)
@@ -144,6 +158,7 @@ def prefect1(session: nox.Session, executor: str) -> None:
         "--out",
         str(ROOT),
     )
+    session.notify("report")
 
 
 @nox.session(python=PYTHON)
@@ -167,3 +182,57 @@ def airflow(session: nox.Session) -> None:
         "--out",
         str(ROOT),
     )
+    session.notify("report")
+
+
+# Engines in the overhead benchmark, with what their venv needs (shared_pipeline/bench/).
+BENCH = {"python": [], "prefect2": PREFECT["2"], "prefect3": PREFECT["3"]}
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("engine", list(BENCH))
+def bench(session: nox.Session, engine: str) -> None:
+    """Orchestration overhead against plain Python (a measurement, not a test): results/bench/."""
+    _install(session, *BENCH[engine])
+    session.run(
+        "python",
+        "-m",
+        "shared_pipeline.bench",
+        "--engine",
+        engine,
+        "--out",
+        str(ROOT / "results" / "bench"),
+        "--workdir",
+        str(ROOT / "runs" / "bench" / engine),
+        *session.posargs,
+    )
+    session.notify("report")
+
+
+@nox.session(python=PYTHON)
+def report(session: nox.Session) -> None:
+    """REPORT.md and docs/report/*.png from results/ only (no engine here); mermaid checked."""
+    session.install("-r", str(REPORT / "requirements.txt"))
+    # The package is not installed: its dependencies (pandas, MLflow, ...) are not needed here.
+    session.run(
+        "python", "-m", "shared_pipeline.report", "--root", str(ROOT), env={"PYTHONPATH": str(ROOT)}
+    )
+    _check_mermaid(session, ROOT / "REPORT.md")
+
+
+def _check_mermaid(session: nox.Session, markdown: Path) -> None:
+    """Every mermaid block through mermaid's own parser, in node (packages installed once)."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        session.error("node and npm are needed to check the report's mermaid blocks")
+    # Beside the venvs, not in one: nox recreates the report's venv on every run.
+    work = ROOT / ".nox" / ".mermaid"
+    work.mkdir(parents=True, exist_ok=True)
+    lock = (REPORT / "mermaid" / "package-lock.json").read_bytes()
+    if not (work / "node_modules").is_dir() or (work / "package-lock.json").read_bytes() != lock:
+        for name in ("package.json", "package-lock.json"):
+            shutil.copyfile(REPORT / "mermaid" / name, work / name)
+        session.run(
+            "npm", "ci", "--no-audit", "--no-fund", "--silent", "--prefix", str(work), external=True
+        )
+    shutil.copyfile(REPORT / "mermaid" / "check.mjs", work / "check.mjs")
+    session.run("node", str(work / "check.mjs"), str(markdown), external=True)

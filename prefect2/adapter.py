@@ -12,7 +12,7 @@ from typing import Any
 
 from prefect2.compat import MAJOR, VERSION, ApiServer, drain_events, flow_run_settings
 from shared_pipeline.harness import EngineRun
-from shared_pipeline.records import Limitation, NativeState, TaskRecord
+from shared_pipeline.records import GraphEdge, Limitation, NativeState, TaskRecord
 from shared_pipeline.vocabulary import FlowOutcome, StepState
 
 # Prefect's state names (type/name) onto the shared vocabulary.
@@ -123,7 +123,26 @@ class PrefectAdapter:
             native_message=flow_run.state.message,
             outcome=flow_outcome(flow_run.state_type.value, flow_run.state_name),
             tasks=[_task_record(run, history, origins) for run, history in task_runs],
+            graph_kind="observed",
+            graph=observed_graph([run for run, _ in task_runs], origins),
         )
+
+
+def observed_graph(task_runs: list[Any], origins: dict[Any, str]) -> list[GraphEdge]:
+    """The run's graph as Prefect recorded it: each task run's `task_inputs` that came from
+    another task run (a future, a state, or a result Prefect traced back to its task run).
+
+    A dynamic flow has no graph before it runs; this is the one its run actually drew.
+    """
+    names = {run.id: origins.get(run.id, run.name) for run in task_runs}
+    edges = set()
+    for run in task_runs:
+        for inputs in (run.task_inputs or {}).values():
+            for item in inputs:
+                upstream = names.get(getattr(item, "id", None))
+                if getattr(item, "input_type", None) == "task_run" and upstream is not None:
+                    edges.add((upstream, names[run.id]))
+    return [GraphEdge(upstream=u, downstream=d) for u, d in sorted(edges)]
 
 
 def cache_origins(task_runs: list[Any]) -> dict[Any, str]:

@@ -22,12 +22,18 @@ SETTINGS = Settings()
 
 
 @task(
+    # report: begin retries
     retries=SETTINGS.extract_retries,
     retry_delay_seconds=SETTINGS.extract_retry_delay_s,
+    # report: end retries
     task_run_name="extract[{month}]",
+    # report: begin notifications
     on_failure=[notify_task_failed],
+    # report: end notifications
+    # report: begin resume
     cache_key_fn=task_input_hash,  # a rerun with the same inputs reuses the result
     persist_result=True,
+    # report: end resume
 )
 def extract(run_dir: str, month: str) -> str:
     return steps.extract(run_dir, month)
@@ -35,21 +41,31 @@ def extract(run_dir: str, month: str) -> str:
 
 @task(
     task_run_name="read[{month}]",
+    # report: begin notifications
     on_failure=[notify_task_failed],
+    # report: end notifications
+    # report: begin resume
     cache_key_fn=task_input_hash,
     persist_result=True,
+    # report: end resume
 )
 def read(run_dir: str, month: str, parquet_path: str) -> dict[str, Any]:
     return steps.read(run_dir, month, parquet_path)
 
 
 @task(
+    # report: begin retries
     retries=SETTINGS.enrich_retries,
     retry_delay_seconds=SETTINGS.enrich_retry_delay_s,
+    # report: end retries
     task_run_name="enrich",
+    # report: begin notifications
     on_failure=[notify_task_failed],
+    # report: end notifications
+    # report: begin resume
     cache_key_fn=task_input_hash,
     persist_result=True,
+    # report: end resume
 )
 def enrich(run_dir: str, months: list[str]) -> dict[str, dict[str, float]]:
     return steps.enrich(run_dir, months)
@@ -57,41 +73,69 @@ def enrich(run_dir: str, months: list[str]) -> dict[str, dict[str, float]]:
 
 @task(
     task_run_name="features",
+    # report: begin notifications
     on_failure=[notify_task_failed],
+    # report: end notifications
+    # report: begin resume
     cache_key_fn=task_input_hash,
     persist_result=True,
+    # report: end resume
 )
 def features(run_dir: str, train: dict, valid: dict, enrichment: dict | None) -> dict[str, Any]:
     return steps.features(run_dir, train, valid, enrichment)
 
 
 @task(
+    # report: begin timeout
     timeout_seconds=SETTINGS.train_timeout_s,
+    # report: end timeout
     task_run_name="train[{candidate[key]}]",
+    # report: begin notifications
     on_failure=[notify_task_failed],
+    # report: end notifications
 )
 def train(run_dir: str, features_result: dict, candidate: dict) -> dict[str, Any]:
     return steps.train(run_dir, features_result, candidate)
 
 
-@task(task_run_name="evaluate", on_failure=[notify_task_failed])
+@task(
+    task_run_name="evaluate",
+    # report: begin notifications
+    on_failure=[notify_task_failed],
+    # report: end notifications
+)
 def evaluate(run_dir: str, features_result: dict, trained: list[dict]) -> dict[str, Any]:
     return steps.evaluate(run_dir, features_result, trained)
 
 
-@task(task_run_name="evaluate[{key}]", on_failure=[notify_task_failed])
+@task(
+    task_run_name="evaluate[{key}]",
+    # report: begin notifications
+    on_failure=[notify_task_failed],
+    # report: end notifications
+)
 def evaluate_round(
     run_dir: str, features_result: dict, trained: list[dict], key: str
 ) -> dict[str, Any]:
     return steps.evaluate(run_dir, features_result, trained, key)
 
 
-@task(task_run_name="gate", on_failure=[notify_task_failed])
+@task(
+    task_run_name="gate",
+    # report: begin notifications
+    on_failure=[notify_task_failed],
+    # report: end notifications
+)
 def gate(run_dir: str, train_read: dict, evaluation: dict) -> dict[str, Any]:
     return steps.gate(run_dir, train_read, evaluation)
 
 
-@task(task_run_name="register", on_failure=[notify_task_failed])
+@task(
+    task_run_name="register",
+    # report: begin notifications
+    on_failure=[notify_task_failed],
+    # report: end notifications
+)
 def register(run_dir: str, features_result: dict, evaluation: dict, degraded: bool) -> dict:
     return steps.register(run_dir, features_result, evaluation, degraded)
 
@@ -101,41 +145,60 @@ def prepare(run_dir: str) -> tuple[dict, dict, bool]:
     months = [SETTINGS.train_month, SETTINGS.valid_month]
     reads = [read(run_dir, month, extract(run_dir, month)) for month in months]
 
+    # report: begin fallback
     enrichment = enrich(run_dir, months, return_state=True)
     degraded = enrichment.is_failed()
     # The API is optional: without it we train on PU_DO and distance alone.
     feats = features(run_dir, *reads, None if degraded else enrichment.result())
+    # report: end fallback
     return reads[0], feats, degraded
 
 
 def finish(run_dir: str, train_read: dict, feats: dict, evaluation: dict, degraded: bool):
+    # report: begin quality_gate
     verdict = gate(run_dir, train_read, evaluation)
     if verdict["passed"]:
         register(run_dir, feats, evaluation, degraded)
+    # report: end quality_gate
+    # report: begin fallback
     if degraded:
         return Completed(message="trained without enrichment: API unavailable", name="Degraded")
+    # report: end fallback
     return {"evaluation": evaluation, "gate": verdict}
 
 
-@flow(name="train-pipeline", on_failure=[notify_flow_failed])
+@flow(
+    name="train-pipeline",
+    # report: begin notifications
+    on_failure=[notify_flow_failed],
+    # report: end notifications
+)
 def train_pipeline(run_dir: str):
     train_read, feats, degraded = prepare(run_dir)
 
+    # report: begin fanout
     candidates = steps.plan_candidates(run_dir, feats)
     futures = train.map(run_dir, unmapped(feats), candidates)
     # One failed branch must not sink the run: keep the candidates that trained.
     trained = [state.result() for state in compat.final_states(futures) if state.is_completed()]
     if not trained:
         raise RuntimeError("no candidate model trained")
+    # report: end fanout
 
     evaluation = evaluate(run_dir, feats, trained)
     return finish(run_dir, train_read, feats, evaluation, degraded)
 
 
-@flow(name="retrain-until-good", on_failure=[notify_flow_failed])
+@flow(
+    name="retrain-until-good",
+    # report: begin notifications
+    on_failure=[notify_flow_failed],
+    # report: end notifications
+)
 def retrain_until_good(run_dir: str):
     train_read, feats, degraded = prepare(run_dir)
 
+    # report: begin loop
     round_number = 0
     while True:
         round_number += 1
@@ -144,6 +207,7 @@ def retrain_until_good(run_dir: str):
         evaluation = evaluate_round(run_dir, feats, [model], candidate["key"])
         if steps.good_enough(run_dir, evaluation, round_number):
             break
+    # report: end loop
     return finish(run_dir, train_read, feats, evaluation, degraded)
 
 

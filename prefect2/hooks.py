@@ -13,6 +13,7 @@ from shared_pipeline.notifications import notify
 from shared_pipeline.vocabulary import NotificationEvent
 
 
+# report: begin notifications
 def notify_task_failed(task: Any, task_run: Any, state: Any) -> None:
     notify(
         runtime.flow_run.parameters["run_dir"],
@@ -31,3 +32,4 @@ def notify_flow_failed(flow: Any, flow_run: Any, state: Any) -> None:
         engine_state=state.name,
         message=state.message or "",
     )
+    # report: end notifications

@@ -22,14 +22,19 @@ from shared_pipeline.records import Limitation, NativeState, TaskRecord
 from shared_pipeline.vocabulary import FlowOutcome, NotificationEvent, StepState
 
 
+# report: begin timeout
 class StepTimeout(Exception):
     """Raised by our own SIGALRM handler when a step runs past its budget."""
+
+
+# report: end timeout
 
 
 class StepFailed(Exception):
     """A step failed for good (after its retries)."""
 
 
+# report: begin timeout
 @contextlib.contextmanager
 def time_limit(seconds: float | None) -> Iterator[None]:
     # SIGALRM interrupts blocking Python code, but only on the main thread, one timer at a time.
@@ -47,6 +52,7 @@ def time_limit(seconds: float | None) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        # report: end timeout
 
 
 class Pipeline:
@@ -94,25 +100,33 @@ class Pipeline:
     ) -> Any:
         """Call one step with retries, a timeout and an optional checkpoint, by hand."""
         started = datetime.now(UTC)
+        # report: begin resume
         saved = self.checkpoints / f"{task}.json"
         if checkpoint and saved.exists():
             self._ledger(task, "from checkpoint", 0, started)
             return json.loads(saved.read_text())
+        # report: end resume
+        # report: begin retries
         for attempt in range(1, retries + 2):
             try:
+                # report: begin timeout
                 with time_limit(timeout_s):
                     result = func(self.run_dir, *args)
             except StepTimeout as exc:
                 # A timeout is not retried: the next attempt would hang just the same.
                 self._fail(task, "timed out", attempt, started, exc)
+                # report: end timeout
             except Exception as exc:
                 if attempt > retries:
                     self._fail(task, "failed", attempt, started, exc)
                 time.sleep(retry_delay_s)
             else:
+                # report: end retries
+                # report: begin resume
                 if checkpoint:
                     self.checkpoints.mkdir(exist_ok=True)
                     saved.write_text(json.dumps(result))
+                # report: end resume
                 self._ledger(task, "succeeded", attempt, started)
                 return result
         raise AssertionError("unreachable")
@@ -121,6 +135,7 @@ class Pipeline:
         self, task: str, native: str, attempts: int, started: datetime, exc: BaseException
     ) -> None:
         self._ledger(task, native, attempts, started)
+        # report: begin notifications
         notify(
             self.run_dir,
             NotificationEvent.TASK_FAILED,
@@ -128,6 +143,7 @@ class Pipeline:
             engine_state=native,
             message=f"{type(exc).__name__}: {exc}",
         )
+        # report: end notifications
         raise StepFailed(task) from exc
 
     def skip(self, task: str) -> None:
@@ -144,22 +160,30 @@ class Pipeline:
                 f"extract[{month}]",
                 steps.extract,
                 month,
+                # report: begin retries
                 retries=s.extract_retries,
                 retry_delay_s=s.extract_retry_delay_s,
+                # report: end retries
+                # report: begin resume
                 checkpoint=True,
+                # report: end resume
             )
             reads[month] = self.run(f"read[{month}]", steps.read, month, path, checkpoint=True)
+        # report: begin fallback
         try:
             enrichment = self.run(
                 "enrich",
                 steps.enrich,
                 [s.train_month, s.valid_month],
+                # report: begin retries
                 retries=s.enrich_retries,
                 retry_delay_s=s.enrich_retry_delay_s,
+                # report: end retries
                 checkpoint=True,
             )
         except StepFailed:
             enrichment = None  # fall back: train without the optional features
+        # report: end fallback
         features = self.run(
             "features",
             steps.features,
@@ -171,14 +195,17 @@ class Pipeline:
         return reads[s.train_month], features, enrichment is None
 
     def finish(self, train_read: dict, features: dict, evaluation: dict, degraded: bool) -> None:
+        # report: begin quality_gate
         verdict = self.run("gate", steps.gate, train_read, evaluation)
         if verdict["passed"]:
             self.run("register", steps.register, features, evaluation, degraded)
         else:
             self.skip("register")
+        # report: end quality_gate
 
     def train_flow(self) -> bool:
         train_read, features, degraded = self.prepare()
+        # report: begin fanout
         trained = []
         for candidate in steps.plan_candidates(self.run_dir, features):
             with contextlib.suppress(StepFailed):  # one bad branch must not sink the others
@@ -188,17 +215,21 @@ class Pipeline:
                         steps.train,
                         features,
                         candidate,
+                        # report: begin timeout
                         timeout_s=self.settings.train_timeout_s,
+                        # report: end timeout
                     )
                 )
         if not trained:
             raise StepFailed("no candidate trained")
+        # report: end fanout
         evaluation = self.run("evaluate", steps.evaluate, features, trained)
         self.finish(train_read, features, evaluation, degraded)
         return degraded
 
     def retrain_flow(self) -> bool:
         train_read, features, degraded = self.prepare()
+        # report: begin loop
         round_number = 0
         while True:
             round_number += 1
@@ -219,6 +250,7 @@ class Pipeline:
             )
             if steps.good_enough(self.run_dir, evaluation, round_number):
                 break
+        # report: end loop
         self.finish(train_read, features, evaluation, degraded)
         return degraded
 
@@ -255,6 +287,7 @@ class ControlAdapter:
         try:
             degraded = body()
         except StepFailed as exc:
+            # report: begin notifications
             notify(
                 run_dir,
                 NotificationEvent.FLOW_FAILED,
@@ -262,12 +295,15 @@ class ControlAdapter:
                 engine_state="failed",
                 message=f"stopped at {exc}",
             )
+            # report: end notifications
             return EngineRun(
                 native_state="failed",
                 native_message=str(exc),
                 outcome=FlowOutcome.FAILED,
                 tasks=pipeline.tasks,
             )
+        # report: begin fallback
         native = "succeeded (degraded)" if degraded else "succeeded"
         outcome = FlowOutcome.DEGRADED if degraded else FlowOutcome.COMPLETED
+        # report: end fallback
         return EngineRun(native_state=native, outcome=outcome, tasks=pipeline.tasks)

@@ -6,6 +6,7 @@ An adapter (one per wiring) runs a flow and reads task states back from its engi
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import shutil
 import time
@@ -173,6 +174,22 @@ def _seed_production(run_dir: Path, settings: Settings) -> None:
     registry.promote(run_dir, version)
 
 
+OUT_PLACEHOLDER = "<out>"
+
+
+def machine_summary() -> str:
+    """One line about the machine a record came from: cores, memory, OS; nothing identifying."""
+    try:
+        memory = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
+    except (ValueError, OSError, AttributeError):
+        memory = ""
+    try:
+        system = platform.freedesktop_os_release()["PRETTY_NAME"]
+    except (OSError, KeyError):
+        system = platform.system()
+    return f"{os.cpu_count()} cores{memory}, {system} ({platform.machine()})"
+
+
 def _validate(scenario: Scenario, backend: str) -> None:
     locks = any(rule.kind is FaultKind.DB_LOCKED for rule in scenario.faults)
     if locks and backend not in LOCKABLE_BACKENDS:
@@ -305,12 +322,18 @@ def run_scenario(
         python_version=platform.python_version(),
         scenario=scenario.id,
         created_at=datetime.now(UTC),
-        run_dir=str(run_dir),
+        machine=machine_summary(),
+        # Relative, so committed records name no path of the machine that made them.
+        run_dir=run_dir.relative_to(out.resolve()).as_posix(),
         runs=runs,
         wall_seconds=round(time.perf_counter() - started, 3),
         limitations=list(adapter.limitations),
         settings=settings.model_dump(),
         db_backend=backend,
     )
+    # Engines and drivers quote paths in their messages (a socket, a file): committed records
+    # name no path of the machine that made them, so the output directory becomes OUT_PLACEHOLDER.
+    scrubbed = record.model_dump_json().replace(str(out.resolve()), OUT_PLACEHOLDER)
+    record = RunRecord.model_validate_json(scrubbed)
     write_record(record, out / "results")
     return record

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared_pipeline.vocabulary import FlowOutcome, RegistryEffect, StepState
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class _Strict(BaseModel):
@@ -118,7 +118,8 @@ class RunRecord(_Strict):
     python_version: str
     scenario: str
     created_at: datetime
-    run_dir: str
+    machine: str | None = None  # one line: cores, memory, OS (no host name, no paths)
+    run_dir: str  # relative to the output directory (OUT/runs/<engine>/<scenario>-<time>)
     runs: list[FlowRunRecord]
     wall_seconds: float
     limitations: list[Limitation] = Field(default_factory=list)

@@ -184,7 +184,7 @@ def test_run_happy_path_writes_a_conforming_record_that_show_reads(tmp_path: Pat
     assert run.returncode == 0, run.stderr
     record = read_record(tmp_path / "tmp" / "results" / "python" / "happy_path.json")
     assert (record.engine, record.scenario) == ("python", "happy_path")
-    run_dir = Path(record.run_dir)
+    run_dir = tmp_path / "tmp" / record.run_dir
     assert run_dir.parent == tmp_path / "tmp" / "runs" / "python"
     assert run_dir.name.startswith("happy_path") and (run_dir / "context.json").is_file()
     (flow_run,) = record.runs

@@ -92,7 +92,7 @@ def test_a_scenario_run_writes_only_under_its_run_dir_and_results(tmp_path: Path
     assert list(cwd.rglob("*")) == [], "the run wrote into the current directory"
     assert list(tmp.rglob("*")) == [], "the run left files in the temp directory"
     records = [read_record(out / "results" / "python" / f"{s}.json") for s in SCENARIOS]
-    run_dirs = [Path(record.run_dir) for record in records]
+    run_dirs = [out / record.run_dir for record in records]
     for scenario, record, run_dir in zip(SCENARIOS, records, run_dirs, strict=True):
         assert run_dir.parent == out / "runs" / "python"
         assert run_dir.name.startswith(scenario)

@@ -147,7 +147,7 @@ def test_a_failed_run_leaves_production_and_its_artifacts_in_place(tmp_path: Pat
     assert run.registry_before == run.registry_after == seeded
     assert check_record(record) == []
 
-    run_dir = Path(record.run_dir)
+    run_dir = tmp_path / record.run_dir
     assert registry.snapshot(run_dir) == {"versions": [1], "production_version": 1}
     artifacts = production_artifacts(run_dir)
     assert artifacts.is_relative_to(run_dir)

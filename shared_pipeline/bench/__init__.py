@@ -1,0 +1,21 @@
+"""Orchestration overhead: trivial tasks in a chain and a fan-out, per engine, against plain Python.
+
+An engine joins the benchmark with one module (one line in BENCH below) that provides:
+`VERSION: str`, `start(workdir: Path) -> None` (imports and configures the engine: measured as
+its import cost), `chain(n) -> None` (one flow run: n trivial tasks, each fed by the previous),
+`fanout(n) -> None` (one flow run: n trivial tasks mapped over a list, then one join task),
+`stop() -> None`, and `pids() -> list[int]` (processes it started, e.g. an API server, whose
+peak memory counts too). Each engine runs in its own virtualenv (`nox -s bench`).
+"""
+
+from __future__ import annotations
+
+# Engine name -> module implementing the interface above.
+BENCH = {
+    "python": "shared_pipeline.bench.plain",
+    "prefect2": "prefect2.bench",
+    "prefect3": "prefect2.bench",
+}
+SIZES = (10, 100, 1000)
+SHAPES = ("chain", "fanout")
+REPEATS = 5

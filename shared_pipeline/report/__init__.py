@@ -1,0 +1,1 @@
+"""REPORT.md, generated from the run records under results/ (and the wirings' marked code)."""

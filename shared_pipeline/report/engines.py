@@ -1,0 +1,273 @@
+"""Who appears in the report: each engine's label, its wiring's sources and its documentation.
+
+An engine appears as soon as `results/<key>/` holds records; its row here gives it a label,
+the files its code excerpts come from, documentation links, and its "choose this when" points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Failure-handling features, as marked in the wirings: `# report: begin <feature>`.
+FEATURES: dict[str, str] = {
+    "retries": "Retries",
+    "fallback": "Fallback on failure",
+    "timeout": "Timeouts",
+    "notifications": "Failure notifications",
+    "fanout": "Run-time fan-out",
+    "quality_gate": "Quality gate",
+    "resume": "Resume after a fix",
+    "loop": "Loop of unknown length",
+}
+
+# The features each scenario exercises (its code excerpts); a scenario not listed shows none.
+SCENARIO_FEATURES: dict[str, tuple[str, ...]] = {
+    "happy_path": (),
+    "db_maintenance": ("retries",),
+    "db_down": ("retries", "notifications"),
+    "api_down": ("fallback", "retries"),
+    "train_hangs": ("timeout", "notifications"),
+    "train_blocks": ("timeout", "notifications"),
+    "bad_data": ("quality_gate",),
+    "fanout_partial": ("fanout",),
+    "resume_after_fix": ("resume",),
+    "retrain_until_good": ("loop",),
+}
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """One code base; several engines may run it (Prefect 2.x and 3.x; Prefect 1 on 2 executors)."""
+
+    key: str
+    label: str
+    sources: tuple[str, ...]  # glob patterns relative to the repository root
+
+
+@dataclass(frozen=True)
+class Point:
+    """One "choose this when" point and the matrix rows (scenario ids) or bench it rests on."""
+
+    text: str
+    scenarios: tuple[str, ...] = ()
+    bench: bool = False
+
+
+@dataclass(frozen=True)
+class Engine:
+    key: str  # results/<key>/
+    label: str
+    wiring: str
+    docs: dict[str, str]  # "home" and one link per feature: the engine's own documentation
+    choose_when: tuple[Point, ...] = ()
+    kind: str = ""  # one line: what kind of orchestration this is
+    graph_note: str = ""  # how to read this engine's recorded graph
+    bench_note: str = ""  # where its overhead comes from, to read beside the measured shares
+
+
+WIRINGS: dict[str, Wiring] = {
+    w.key: w
+    for w in (
+        Wiring("python", "plain Python", ("shared_pipeline/control.py",)),
+        Wiring("prefect1", "Prefect 1", ("prefect1/**/*.py",)),
+        Wiring("prefect2", "Prefect 2.x / 3.x", ("prefect2/flows.py", "prefect2/hooks.py")),
+        Wiring("airflow", "Airflow 3", ("airflow/**/*.py",)),
+    )
+}
+
+PY = "https://docs.python.org/3/library"
+P1 = "https://docs-v1.prefect.io/core"
+P2 = "https://docs-2.prefect.io/latest"
+P3 = "https://docs.prefect.io/v3"
+AF = "https://airflow.apache.org/docs/apache-airflow/stable"
+
+PREFECT1_DOCS = {
+    "home": f"{P1}/",
+    "retries": f"{P1}/concepts/tasks.html#retries",
+    "fallback": f"{P1}/concepts/execution.html#triggers",
+    "timeout": f"{P1}/concepts/tasks.html#timeouts",
+    "notifications": f"{P1}/concepts/notifications.html#state-handlers",
+    "fanout": f"{P1}/concepts/mapping.html",
+    "quality_gate": f"{P1}/idioms/conditional.html",
+    "resume": f"{P1}/concepts/persistence.html#output-caching-based-on-a-file-target",
+    "loop": f"{P1}/advanced_tutorials/task-looping.html",
+}
+
+PREFECT_GRAPH = (
+    "Prefect records a task run's inputs that came from other task runs: futures and states, "
+    "and plain values it traces back to a task run's result by object identity (the result and "
+    "its top-level items). A value that is merely the same object as an earlier result (a month "
+    "string, a model path) therefore draws an edge as well."
+)
+
+ENGINES: dict[str, Engine] = {
+    e.key: e
+    for e in (
+        Engine(
+            key="python",
+            label="plain Python",
+            wiring="python",
+            kind="the control: failure handling written by hand",
+            bench_note="The baseline: plain function calls, the cost of the work itself.",
+            docs={
+                "home": f"{PY}/",
+                "retries": "https://docs.python.org/3/tutorial/errors.html#handling-exceptions",
+                "fallback": "https://docs.python.org/3/tutorial/errors.html#handling-exceptions",
+                "timeout": f"{PY}/signal.html#signal.setitimer",
+                "notifications": "https://docs.python.org/3/tutorial/errors.html",
+                "fanout": f"{PY}/contextlib.html#contextlib.suppress",
+                "quality_gate": "https://docs.python.org/3/tutorial/controlflow.html#if-statements",
+                "resume": f"{PY}/json.html",
+                "loop": "https://docs.python.org/3/reference/compound_stmts.html#while",
+            },
+            choose_when=(
+                Point(
+                    "the pipeline is small, runs on one machine and nobody needs a UI or a state "
+                    "store: every retry, timeout and checkpoint is code you own and can read",
+                    ("db_maintenance", "train_hangs", "resume_after_fix"),
+                    bench=True,
+                ),
+            ),
+        ),
+        Engine(
+            key="prefect1",
+            label="Prefect 1 (local executor)",
+            wiring="prefect1",
+            kind="static graph, built before the run",
+            docs=PREFECT1_DOCS,
+            choose_when=(
+                Point(
+                    "the graph is known before the run and you want it checked and drawn before "
+                    "anything executes, with retries, triggers and timeouts declared per task",
+                    ("db_maintenance", "db_down", "api_down"),
+                ),
+                Point(
+                    "a loop or a list that only exists at run time must be bent into the static "
+                    "graph (mapping, LOOP): compare the excerpts and the graphs",
+                    ("fanout_partial", "retrain_until_good"),
+                ),
+            ),
+        ),
+        Engine(
+            key="prefect1-dask",
+            label="Prefect 1 (Dask executor)",
+            wiring="prefect1",
+            kind="static graph, executed by Dask worker processes",
+            docs={**PREFECT1_DOCS, "home": f"{P1}/concepts/engine.html#executors"},
+            choose_when=(
+                Point(
+                    "the same static graph must run in parallel worker processes; check how its "
+                    "timeouts behave there before relying on them",
+                    ("train_hangs", "train_blocks"),
+                ),
+            ),
+        ),
+        Engine(
+            key="prefect2",
+            label="Prefect 2.x",
+            wiring="prefect2",
+            kind="dynamic flow: the graph is whatever the Python code calls",
+            graph_note=PREFECT_GRAPH,
+            bench_note=(
+                "Every task run is created and moved through its states (Pending, Running, "
+                "Completed) by calls to Prefect's API, which 2.x serves in-process from SQLite: "
+                "each task pays those writes before the next can start."
+            ),
+            docs={
+                "home": f"{P2}/",
+                "retries": f"{P2}/concepts/tasks/#retries",
+                "fallback": f"{P2}/concepts/states/#return-state",
+                "timeout": f"{P2}/concepts/tasks/#timeouts",
+                "notifications": f"{P2}/guides/state-change-hooks/",
+                "fanout": f"{P2}/concepts/tasks/#map",
+                "quality_gate": f"{P2}/concepts/flows/#final-state-determination",
+                "resume": f"{P2}/concepts/tasks/#caching",
+                "loop": f"{P2}/concepts/flows/",
+            },
+            choose_when=(
+                Point(
+                    "the shape of the work is only known at run time (a list of candidates, a "
+                    "loop until good) and you want to write it as ordinary Python",
+                    ("fanout_partial", "retrain_until_good"),
+                ),
+                Point(
+                    "you are on 2.x already: read the 2.x / 3.x section before relying on final "
+                    "states and timeouts",
+                    ("api_down", "train_hangs"),
+                ),
+            ),
+        ),
+        Engine(
+            key="prefect3",
+            label="Prefect 3.x",
+            wiring="prefect2",
+            kind="dynamic flow, events recorded by an API server",
+            graph_note=PREFECT_GRAPH,
+            bench_note=(
+                "3.x runs the task engine in the client and reports states to its API server "
+                "(another process, not sampled here) as events, so the flow's own thread does "
+                "less bookkeeping per task; the figures include waiting until the events are "
+                "sent."
+            ),
+            docs={
+                "home": f"{P3}/",
+                "retries": f"{P3}/how-to-guides/workflows/retries",
+                "fallback": f"{P3}/concepts/states",
+                "timeout": f"{P3}/api-ref/python/prefect-tasks",
+                "notifications": f"{P3}/how-to-guides/workflows/state-change-hooks",
+                "fanout": f"{P3}/api-ref/python/prefect-tasks",
+                "quality_gate": f"{P3}/concepts/states",
+                "resume": f"{P3}/concepts/caching",
+                "loop": f"{P3}/how-to-guides/workflows/write-and-run",
+            },
+            choose_when=(
+                Point(
+                    "you want the dynamic flows of 2.x with the current major: the same code ran "
+                    "here unchanged, but its states differ in places (see the fallback and "
+                    "timeout rows and the 2.x / 3.x section)",
+                    ("api_down", "train_hangs", "fanout_partial"),
+                    bench=True,
+                ),
+            ),
+        ),
+        Engine(
+            key="airflow",
+            label="Airflow 3",
+            wiring="airflow",
+            kind="static DAG of TaskFlow tasks, scheduled from a metadata database",
+            docs={
+                "home": f"{AF}/",
+                "retries": f"{AF}/core-concepts/tasks.html",
+                "fallback": f"{AF}/core-concepts/dags.html#trigger-rules",
+                "timeout": f"{AF}/core-concepts/tasks.html#timeouts",
+                "notifications": (
+                    f"{AF}/administration-and-deployment/logging-monitoring/callbacks.html"
+                ),
+                "fanout": f"{AF}/authoring-and-scheduling/dynamic-task-mapping.html",
+                "quality_gate": (
+                    "https://airflow.apache.org/docs/apache-airflow-providers-standard/stable/"
+                    "operators/python.html#shortcircuitoperator"
+                ),
+                "resume": f"{AF}/core-concepts/dag-run.html#re-run-tasks",
+                "loop": f"{AF}/authoring-and-scheduling/dynamic-task-mapping.html",
+            },
+            choose_when=(
+                Point(
+                    "scheduled, operated pipelines whose shape is fixed (or mapped over a list) "
+                    "and where re-running only the failed part of a run matters",
+                    ("db_maintenance", "resume_after_fix", "fanout_partial"),
+                ),
+            ),
+        ),
+    )
+}
+
+
+def engine(key: str) -> Engine:
+    """The engine's row, or a plain one for an engine that has records but no row yet."""
+    return ENGINES.get(key) or Engine(key=key, label=key, wiring=key, docs={})
+
+
+def engine_order(keys: list[str]) -> list[str]:
+    known = [k for k in ENGINES if k in keys]
+    return known + sorted(k for k in keys if k not in ENGINES)

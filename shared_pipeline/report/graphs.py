@@ -1,0 +1,61 @@
+"""Mermaid flowcharts of the graph each engine recorded (declared before, or observed in, a run)."""
+
+from __future__ import annotations
+
+from shared_pipeline.records import FlowRunRecord, TaskRecord
+from shared_pipeline.vocabulary import StepState
+
+# One style per shared state, so every engine's graph reads the same way.
+STYLES = {
+    StepState.COMPLETED: ("done", "fill:#d8f0d8,stroke:#2e7d32", "green"),
+    StepState.COMPLETED_AFTER_RETRY: ("retried", "fill:#fff3c4,stroke:#b28704", "yellow"),
+    StepState.FAILED: ("failed", "fill:#f8d0d0,stroke:#c62828", "red"),
+    StepState.TIMED_OUT: ("timedout", "fill:#ffd8b0,stroke:#e65100", "orange"),
+    StepState.NOT_RUN_UPSTREAM_FAILED: ("notrun", "fill:#eeeeee,stroke:#9e9e9e", "grey"),
+    StepState.SKIPPED: ("skipped", "fill:#f5f5f5,stroke:#bdbdbd,stroke-dasharray: 4 2", "dashed"),
+    StepState.CACHED: ("cached", "fill:#d6e6fa,stroke:#1565c0", "blue"),
+}
+
+
+def native_name(task: TaskRecord) -> str:
+    """The name the engine's graph uses for this task (its own id, before any "reuses" note)."""
+    return (task.native_id or task.task).split(" (reuses ")[0]
+
+
+def _label(text: str) -> str:
+    return text.replace('"', "#quot;")
+
+
+def flowchart(run: FlowRunRecord) -> str | None:
+    """The run's graph as a mermaid flowchart, nodes coloured by shared state; None if no graph."""
+    if not run.graph:
+        return None
+    by_name: dict[str, TaskRecord] = {}
+    for task in run.tasks:
+        by_name.setdefault(native_name(task), task)
+        by_name.setdefault(task.task, task)
+    # Nodes in the order the run recorded its tasks, so the chart reads from start to end.
+    in_graph = {name for edge in run.graph for name in (edge.upstream, edge.downstream)}
+    names = [n for n in dict.fromkeys(native_name(t) for t in run.tasks) if n in in_graph]
+    names += sorted(in_graph - set(names))
+    ids = {name: f"n{index}" for index, name in enumerate(names)}
+    order = {name: index for index, name in enumerate(names)}
+    edges = sorted(run.graph, key=lambda e: (order[e.upstream], order[e.downstream]))
+    lines = ["flowchart LR"]
+    used: dict[str, list[str]] = {}
+    for name in names:
+        task = by_name.get(name)
+        state = f"<br/>{task.native_state}" if task is not None and task.native_state else ""
+        lines.append(f'  {ids[name]}["{_label(name)}{state}"]')
+        if task is not None:
+            used.setdefault(STYLES[task.state][0], []).append(ids[name])
+    for edge in edges:
+        lines.append(f"  {ids[edge.upstream]} --> {ids[edge.downstream]}")
+    for css, style, _ in STYLES.values():
+        if css in used:
+            lines.append(f"  classDef {css} {style}")
+            lines.append(f"  class {','.join(used[css])} {css}")
+    return "\n".join(lines)
+
+
+LEGEND = ", ".join(f"{colour} `{state.value}`" for state, (_, _, colour) in STYLES.items())

@@ -1,0 +1,55 @@
+"""The records the report is made of: results/<engine>/<scenario>.json, nothing else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared_pipeline.records import RunRecord, read_record
+from shared_pipeline.report.engines import engine_order
+from shared_pipeline.scenarios import CATALOGUE, SCENARIOS, Scenario
+
+
+@dataclass(frozen=True)
+class Records:
+    by_engine: dict[str, dict[str, RunRecord]]  # engine -> scenario id -> record
+    engines: list[str]  # in the report's column order
+    scenarios: list[str]  # catalogue order, then scenarios the catalogue no longer has
+    # Runs on another source database (results/<engine>/<backend>/): backend -> Records.
+    other_backends: dict[str, Records] = field(default_factory=dict)
+
+    def get(self, engine: str, scenario: str) -> RunRecord | None:
+        return self.by_engine.get(engine, {}).get(scenario)
+
+    def count(self) -> int:
+        own = sum(len(records) for records in self.by_engine.values())
+        return own + sum(other.count() for other in self.other_backends.values())
+
+
+def _index(paths: list[Path]) -> Records:
+    by_engine: dict[str, dict[str, RunRecord]] = {}
+    for path in paths:
+        record = read_record(path)
+        by_engine.setdefault(record.engine, {})[record.scenario] = record
+    seen = {scenario for records in by_engine.values() for scenario in records}
+    scenarios = [s.id for s in CATALOGUE if s.id in seen] + sorted(seen - set(SCENARIOS))
+    return Records(by_engine, engine_order(list(by_engine)), scenarios)
+
+
+def load_records(results: Path) -> Records:
+    """results/<engine>/<scenario>.json (the default database), and beside them
+    results/<engine>/<backend>/<scenario>.json for runs on another one. results/bench/ holds
+    benchmark figures, not run records.
+    """
+    default = sorted(p for p in results.glob("*/*.json") if p.parent.name != "bench")
+    others: dict[str, list[Path]] = {}
+    for path in sorted(results.glob("*/*/*.json")):
+        if path.parent.parent.name != "bench":
+            others.setdefault(path.parent.name, []).append(path)
+    records = _index(default)
+    records.other_backends.update({backend: _index(paths) for backend, paths in others.items()})
+    return records
+
+
+def scenario_of(scenario_id: str) -> Scenario | None:
+    return SCENARIOS.get(scenario_id)

@@ -1,0 +1,186 @@
+"""The report generator: deterministic, driven by records only, and every link and excerpt real.
+
+Needs no engine: it reads the records under results/ (copied, so the tests never touch them).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from shared_pipeline.control import ControlAdapter
+from shared_pipeline.harness import run_scenario
+from shared_pipeline.records import read_record
+from shared_pipeline.report.engines import ENGINES, FEATURES, WIRINGS
+from shared_pipeline.report.markers import MarkerError, parse_file, wiring_blocks
+from shared_pipeline.report.render import build
+from shared_pipeline.scenarios import get_scenario
+from shared_pipeline.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_records(results: Path) -> list[Path]:
+    """The run records under `results` (results/bench/ holds benchmark figures, not records)."""
+    return sorted(p for p in results.glob("*/*.json") if p.parent.name != "bench")
+
+
+EXCERPT = re.compile(r"\[([\w./-]+\.py):(\d+)\]\(([^)#]+)#L(\d+)-L(\d+)\)")
+LINK = re.compile(r"\]\(([^)\s]+)\)|(?:src|href)=\"([^\"]+)\"")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the repository's records (one control run if it has none yet)."""
+    results = tmp_path_factory.mktemp("records") / "results"
+    if run_records(ROOT / "results"):
+        shutil.copytree(ROOT / "results", results)
+    else:
+        out = results.parent
+        run_scenario(
+            ControlAdapter(),
+            get_scenario("db_down"),
+            out,
+            base_settings=Settings(trips_per_month=2000),
+        )
+    return results
+
+
+@pytest.fixture(scope="module")
+def report(results: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("report")
+    files = build(ROOT, out, results)
+    for rel, data in files.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(data)
+    return out, files
+
+
+def test_regenerating_from_the_same_records_is_byte_identical(results: Path, report) -> None:
+    out, first = report
+    again = build(ROOT, out, results)
+
+    assert again.keys() == first.keys()
+    assert [p for p in first if again[p] != first[p]] == []
+    assert any(p.suffix == ".png" for p in first)
+
+
+def test_altering_a_record_changes_the_report(results: Path, report, tmp_path: Path) -> None:
+    _, before = report
+    altered = tmp_path / "results"
+    shutil.copytree(results, altered)
+    path = run_records(altered)[0]
+    record = json.loads(path.read_text())
+    record["runs"][0]["wall_seconds"] = 4321.987
+    record["runs"][0]["native_state"] = "StateNobodyTyped"
+    for entry in record["runs"][0]["attempt_log"]:
+        entry["outcome"] = "failed"  # the timeline's bars change colour
+    path.write_text(json.dumps(record))
+
+    after = build(ROOT, tmp_path, altered)
+
+    text = after[Path("REPORT.md")].decode()
+    assert "4321.99 s" in text and "StateNobodyTyped" in text
+    assert "4321.99" not in before[Path("REPORT.md")].decode()
+    png = Path("docs", "report", f"timeline-{record['scenario']}.png")
+    assert after[png] != before[png]
+
+
+def test_every_code_excerpt_sits_between_its_markers(report) -> None:
+    out, files = report
+    text = files[Path("REPORT.md")].decode()
+    excerpts = EXCERPT.findall(text)
+
+    assert excerpts, "the report shows no code excerpt"
+    for path, first, link, start, end in excerpts:
+        source = (out / link).resolve()
+        assert source == (ROOT / path).resolve()
+        lines = source.read_text().splitlines()
+        assert int(first) == int(start)
+        assert re.match(r"\s*# report: begin \w+$", lines[int(start) - 2]), (path, start)
+        assert re.match(r"\s*# report: end \w+$", lines[int(end)]), (path, end)
+
+
+def test_markers_pair_up_in_every_wiring_and_control_and_prefect_mark_every_feature() -> None:
+    for wiring in WIRINGS.values():
+        blocks = wiring_blocks(ROOT, wiring.sources, set(FEATURES))  # raises if unbalanced
+        if wiring.key in {"python", "prefect2"}:
+            assert sorted(blocks) == sorted(FEATURES), wiring.key
+
+
+def test_markers_must_pair_and_name_known_features(tmp_path: Path) -> None:
+    source = tmp_path / "wiring.py"
+    source.write_text(
+        "# report: begin retries\n\nx = 1  # counted\n# a comment\n# report: end retries\n"
+    )
+    (block,) = parse_file(source, "wiring.py", {"retries"})["retries"]
+    assert (block.first, block.last, block.code_lines) == (2, 4, 1)
+
+    for broken in (
+        "# report: begin retries\n",
+        "# report: end retries\n",
+        "# report: begin retry\n# report: end retry\n",
+    ):
+        source.write_text(broken)
+        with pytest.raises(MarkerError):
+            parse_file(source, "wiring.py", {"retries"})
+
+
+def test_every_relative_link_and_image_exists(report) -> None:
+    out, files = report
+    text = files[Path("REPORT.md")].decode()
+    anchors = set(re.findall(r'<a id="([^"]+)"></a>', text))
+    targets = [a or b for a, b in LINK.findall(text)]
+
+    assert any(t.endswith(".png") for t in targets)
+    for target in targets:
+        if target.startswith(("http://", "https://")):
+            continue
+        if target.startswith("#"):
+            assert target[1:] in anchors, target
+            continue
+        path = target.split("#")[0]
+        assert not Path(path).is_absolute(), target
+        assert (out / path).exists(), target
+
+
+def test_an_engine_that_lands_later_appears_with_its_label(results: Path, tmp_path: Path) -> None:
+    later = tmp_path / "results"
+    shutil.copytree(results, later)
+    source = run_records(later)[0]
+    record = json.loads(source.read_text())
+    record["engine"] = "airflow"
+    (later / "airflow").mkdir(exist_ok=True)
+    (later / "airflow" / source.name).write_text(json.dumps(record))
+
+    text = build(ROOT, tmp_path, later)[Path("REPORT.md")].decode()
+
+    assert f"| {ENGINES['airflow'].label} |" in text or f" {ENGINES['airflow'].label} |" in text
+
+
+def test_committed_records_name_no_absolute_path() -> None:
+    for path in sorted((ROOT / "results").glob("**/*.json")):
+        text = path.read_text()
+        assert str(ROOT) not in text, path
+        if path.parent.name != "bench":
+            record = read_record(path)
+            assert not Path(record.run_dir).is_absolute(), path
+            assert record.machine, path
+
+
+def test_runs_on_another_database_get_their_own_matrix(results: Path, tmp_path: Path) -> None:
+    other = tmp_path / "results"
+    shutil.copytree(results, other)
+    source = run_records(other)[0]
+    record = json.loads(source.read_text())
+    record["db_backend"] = "postgresql"
+    (source.parent / "postgresql").mkdir(exist_ok=True)
+    (source.parent / "postgresql" / source.name).write_text(json.dumps(record))
+
+    text = build(ROOT, tmp_path, other)[Path("REPORT.md")].decode()
+
+    assert "with the source database on postgresql" in text
