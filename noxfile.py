@@ -107,30 +107,26 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", str(ROOT))
 
 
+def _conformance(session: nox.Session, engine: str, engine_tests: str) -> None:
+    """The conformance suite and the engine's own tests, its results table, then the report."""
+    session.run(
+        *PYTEST,
+        str(ROOT / "tests" / "test_conformance.py"),
+        str(ROOT / "tests" / "engines" / engine_tests),
+        *session.posargs,
+        env=_env(engine),
+    )
+    session.run("python", "-m", "shared_pipeline", "show", "--engine", engine, "--out", str(ROOT))
+    session.notify("report")
+
+
 @nox.session(python=PYTHON)
 @nox.parametrize("prefect", ["2", "3"])
 def prefect2(session: nox.Session, prefect: str) -> None:
     """Prefect dynamic flows (one code base) on Prefect 2.x or 3.x: every scenario, conformance."""
     _install(session, *PREFECT[prefect])
     engine = f"prefect{prefect}"
-    session.run(
-        *PYTEST,
-        str(ROOT / "tests" / "test_conformance.py"),
-        str(ROOT / "tests" / "engines" / "test_prefect.py"),
-        *session.posargs,
-        env=_env(engine),
-    )
-    session.run(
-        "python",
-        "-m",
-        "shared_pipeline",
-        "show",
-        "--engine",
-        engine,
-        "--out",
-        str(ROOT),
-    )
-    session.notify("report")
+    _conformance(session, engine, "test_prefect.py")
 
 
 @nox.session(python=PYTHON)
@@ -141,48 +137,14 @@ def prefect1(session: nox.Session, executor: str) -> None:
     # The pins keep `import prefect` free of deprecation warnings: fail here if they do not.
     session.run("python", "-W", "error::DeprecationWarning", "-c", "import prefect")
     engine = PREFECT1_ENGINES[executor]
-    session.run(
-        *PYTEST,
-        str(ROOT / "tests" / "test_conformance.py"),
-        str(ROOT / "tests" / "engines" / "test_prefect1.py"),
-        *session.posargs,
-        env=_env(engine),
-    )
-    session.run(
-        "python",
-        "-m",
-        "shared_pipeline",
-        "show",
-        "--engine",
-        engine,
-        "--out",
-        str(ROOT),
-    )
-    session.notify("report")
+    _conformance(session, engine, "test_prefect1.py")
 
 
 @nox.session(python=PYTHON)
 def airflow(session: nox.Session) -> None:
     """Airflow 3 TaskFlow DAGs under dag.test(): every scenario, conformance, Airflow checks."""
     _install(session, *AIRFLOW)
-    session.run(
-        *PYTEST,
-        str(ROOT / "tests" / "test_conformance.py"),
-        str(ROOT / "tests" / "engines" / "test_airflow.py"),
-        *session.posargs,
-        env=_env("airflow"),
-    )
-    session.run(
-        "python",
-        "-m",
-        "shared_pipeline",
-        "show",
-        "--engine",
-        "airflow",
-        "--out",
-        str(ROOT),
-    )
-    session.notify("report")
+    _conformance(session, "airflow", "test_airflow.py")
 
 
 # Engines in the overhead benchmark, with what their venv needs (shared_pipeline/bench/).

@@ -501,7 +501,9 @@ _PREFECT1_DASK_OVERRIDES = {
 
 
 def with_engine_overrides(
-    catalogue: tuple[Scenario, ...], engines: tuple[str, ...], table: dict
+    catalogue: tuple[Scenario, ...],
+    engines: tuple[str, ...],
+    table: dict[str, tuple[Override, ...]],
 ) -> tuple[Scenario, ...]:
     """The catalogue with `table`'s overrides (by scenario id) added for each of `engines`."""
     return tuple(
@@ -656,14 +658,7 @@ AIRFLOW_OVERRIDES: dict[str, tuple[Override, ...]] = {
     ),
 }
 
-CATALOGUE = tuple(
-    scenario.model_copy(
-        update={"overrides": {**scenario.overrides, "airflow": AIRFLOW_OVERRIDES[scenario.id]}}
-    )
-    if scenario.id in AIRFLOW_OVERRIDES
-    else scenario
-    for scenario in CATALOGUE
-)
+CATALOGUE = with_engine_overrides(CATALOGUE, ("airflow",), AIRFLOW_OVERRIDES)
 SCENARIOS: dict[str, Scenario] = {scenario.id: scenario for scenario in CATALOGUE}
 
 

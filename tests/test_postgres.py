@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from process_support import wait_gone
 from sqlalchemy.engine import make_url
 
 # Starts this process's server under OUT/runs/, prints its URL and pid, waits for a line on stdin,
@@ -36,23 +37,6 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "State:\tZ" not in status
-
-
-def _gone(pid: int, limit_s: float = 15.0) -> bool:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def _start(tmp_path: Path) -> tuple[subprocess.Popen[str], str, int]:
     home = tmp_path / "home"
     home.mkdir()
@@ -73,7 +57,7 @@ def _start(tmp_path: Path) -> tuple[subprocess.Popen[str], str, int]:
 
 
 def _assert_nothing_left(tmp_path: Path, pid: int) -> None:
-    assert _gone(pid), f"PostgreSQL server {pid} outlived its process"
+    assert wait_gone(pid), f"PostgreSQL server {pid} outlived its process"
     # Data directory, socket and lock files were all under OUT/runs/, and are gone with it.
     assert list((tmp_path / "out" / "runs" / ".postgres").iterdir()) == []
     assert list((tmp_path / "home").iterdir()) == []

@@ -11,10 +11,10 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from process_support import wait_gone
 
 from prefect2.adapter import flow_outcome, task_state
 from shared_pipeline.timeouts import record_verdicts
@@ -63,23 +63,6 @@ def _run(tmp_path: Path, cache: Path) -> tuple[subprocess.Popen[str], int | None
     return process, None if pid == "None" else int(pid), state
 
 
-def _alive(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "State:\tZ" not in status
-
-
-def _wait_gone(pid: int, limit_s: float = 15.0) -> bool:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.1)
-    return False
-
-
 @pytest.mark.timeout(240)
 def test_no_server_outlives_a_failed_run(
     tmp_path: Path, pipeline_out: Path, engine_name: str
@@ -94,7 +77,7 @@ def test_no_server_outlives_a_failed_run(
         assert pid is None
     else:
         assert pid is not None
-        assert _wait_gone(pid), f"Prefect server {pid} outlived its parent"
+        assert wait_gone(pid), f"Prefect server {pid} outlived its parent"
     # Nothing written to HOME or the current directory: all under the output directory.
     assert list((tmp_path / "home").iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out"]

@@ -12,10 +12,10 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from process_support import wait_gone
 
 from prefect1.adapter import FLOW_STATES, TASK_STATES, flow_outcome, task_state
 from shared_pipeline.timeouts import record_verdicts
@@ -40,23 +40,6 @@ SCRIPT = textwrap.dedent(
     raise RuntimeError("the test harness itself fails after a failed run")
     """
 )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "State:\tZ" not in status
-
-
-def _wait_gone(pid: int, limit_s: float = 15.0) -> bool:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.mark.timeout(240)
@@ -88,7 +71,7 @@ def test_no_dask_process_outlives_a_failed_run(
     else:
         workers = [int(pid) for pid in pids.split(",")]
         assert len(workers) == 2
-        assert [pid for pid in workers if not _wait_gone(pid)] == [], "Dask workers outlived"
+        assert [pid for pid in workers if not wait_gone(pid)] == [], "Dask workers outlived"
     # Nothing written to HOME, the temp directory (Dask's scratch space defaults there) or the
     # current directory: all under the output directory.
     assert list(home.rglob("*")) == []
