@@ -17,6 +17,8 @@ nox.options.sessions = ["lint", "tests", "prefect2", "prefect1", "airflow", "rep
 # This machine sets PYTHONDONTWRITEBYTECODE=1 and uv does not compile by default: without this
 # every process recompiles every import (Prefect and MLflow take seconds longer to import).
 os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
+# matplotlib (the report's timelines) caches its font list under ~/.cache unless told otherwise.
+os.environ.setdefault("MPLCONFIGDIR", str(ROOT / "runs" / ".cache" / "matplotlib"))
 
 PYTEST = ["pytest", "-p", "no:cacheprovider"]
 PREFECT = {

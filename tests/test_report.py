@@ -6,8 +6,11 @@ Needs no engine: it reads the records under results/ (copied, so the tests never
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -184,3 +187,24 @@ def test_runs_on_another_database_get_their_own_matrix(results: Path, tmp_path: 
     text = build(ROOT, tmp_path, other)[Path("REPORT.md")].decode()
 
     assert "with the source database on postgresql" in text
+
+
+@pytest.mark.timeout(180)
+def test_the_report_command_writes_nothing_in_home(results: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copytree(results, tmp_path / "root" / "results")
+    env = {k: v for k, v in os.environ.items() if k != "MPLCONFIGDIR"} | {"HOME": str(home)}
+    done = subprocess.run(
+        [sys.executable, "-m", "shared_pipeline.report", "--root", "root", "--out", "out"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "REPORT.md").is_file()
+    assert list(home.iterdir()) == []  # matplotlib's font cache went under root/runs/
+    assert (tmp_path / "root" / "runs" / ".cache" / "mpl").is_dir()

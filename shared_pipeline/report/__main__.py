@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
-
-from shared_pipeline.report.markers import MarkerError
-from shared_pipeline.report.render import write
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.root / "results").is_dir():
         print(f"error: no results/ under {args.root}: run an engine session first", file=sys.stderr)
         return 2
+    # Before matplotlib is imported: it caches its font list under ~/.cache unless told where.
+    os.environ.setdefault("MPLCONFIGDIR", str(args.root.resolve() / "runs" / ".cache" / "mpl"))
+    from shared_pipeline.report.markers import MarkerError
+    from shared_pipeline.report.render import write
+
     started = time.perf_counter()
     try:
         written = write(args.root, args.out)
