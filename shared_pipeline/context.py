@@ -6,7 +6,11 @@ Engines pass only `run_dir` (a string) to tasks, so any process can rebuild the 
 from __future__ import annotations
 
 import functools
+import json
+import os
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -61,3 +65,25 @@ def current_run(run_dir: str | Path) -> int:
 
 def set_current_run(run_dir: str | Path, run: int) -> None:
     run_path(run_dir, RUN_NUMBER_FILE).write_text(str(run))
+
+
+def append_event(run_dir: str | Path, log: str, entry: dict[str, Any]) -> None:
+    """Append `entry` (stamped with the flow run and the time) to the run's JSON-lines `log`.
+
+    One O_APPEND write per line, so hooks in other processes (Dask workers) never interleave.
+    """
+    line = json.dumps({"run": current_run(run_dir), **entry, "at": datetime.now(UTC).isoformat()})
+    fd = os.open(run_path(run_dir, log), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def read_events(run_dir: str | Path, log: str, run: int | None = None) -> list[dict[str, Any]]:
+    """The entries of `log` (of flow run `run` only, if given), in the order they were written."""
+    path = run_path(run_dir, log)
+    if not path.exists():
+        return []
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [e for e in entries if run is None or e["run"] == run]
