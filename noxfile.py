@@ -21,6 +21,10 @@ os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
 os.environ.setdefault("MPLCONFIGDIR", str(ROOT / "runs" / ".cache" / "matplotlib"))
 
 PYTEST = ["pytest", "-p", "no:cacheprovider"]
+# Two test workers (pytest-xdist): the scenarios spend much of their time waiting (timeouts,
+# retry delays, a server's answer), so two processes overlap that on 2 cores. Each worker has
+# its own engine adapter; tests/conftest.py runs each scenario once for both.
+PARALLEL = ["-n", "2", "--dist", "loadgroup"]
 PREFECT = {
     # The last 2.x release. Prefect 2.20 breaks on pydantic 2.13+ (Flow() fails building its
     # parameter schema) without saying so in its metadata; with pydantic pinned, uv falls back
@@ -94,6 +98,7 @@ def tests(session: nox.Session) -> None:
     _install(session, "-r", str(REPORT / "requirements.txt"))
     session.run(
         *PYTEST,
+        *PARALLEL,
         str(ROOT / "tests"),
         f"--ignore={ROOT / 'tests' / 'engines'}",
         *session.posargs,
@@ -113,6 +118,7 @@ def _conformance(session: nox.Session, engine: str, engine_tests: str) -> None:
     """The conformance suite and the engine's own tests, its results table, then the report."""
     session.run(
         *PYTEST,
+        *PARALLEL,
         str(ROOT / "tests" / "test_conformance.py"),
         str(ROOT / "tests" / "engines" / engine_tests),
         *session.posargs,

@@ -22,6 +22,7 @@ from typing import Any
 from shared_pipeline.harness import EngineRun
 from shared_pipeline.records import GraphEdge, Limitation, NativeState, TaskRecord
 from shared_pipeline.vocabulary import FlowOutcome, StepState
+from shared_pipeline.workdirs import build_once, process_home
 
 DAGS_FOLDER = Path(__file__).resolve().parent
 if str(DAGS_FOLDER) not in sys.path:
@@ -117,22 +118,25 @@ def _airflow_cli() -> Path:
 
 def _migrated_database(cache: Path) -> Path:
     """An empty, migrated metadata database for this Airflow version, made once (3-4 s)."""
-    template = cache / f"airflow-{VERSION}.db"
-    if not template.exists():
-        build = cache / f"airflow-{VERSION}.build"
+
+    def migrate(tmp: Path) -> None:
+        build = tmp.with_suffix(".build")
         shutil.rmtree(build, ignore_errors=True)
-        build.mkdir(parents=True)
-        subprocess.run(
-            [_airflow_cli(), "db", "migrate"],
-            env={**os.environ, **_airflow_env(build)},
-            cwd=build,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        (build / "airflow.db").replace(template)
-        shutil.rmtree(build)
-    return template
+        build.mkdir()
+        try:
+            subprocess.run(
+                [_airflow_cli(), "db", "migrate"],
+                env={**os.environ, **_airflow_env(build)},
+                cwd=build,
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            (build / "airflow.db").replace(tmp)
+        finally:
+            shutil.rmtree(build, ignore_errors=True)
+
+    return build_once(cache / f"airflow-{VERSION}.db", migrate)
 
 
 def _airflow_env(home: Path) -> dict[str, str]:
@@ -150,14 +154,10 @@ def _airflow_env(home: Path) -> dict[str, str]:
 
 
 def _configure(home: Path, cache: Path) -> None:
-    """Point Airflow at this session's own home; must happen before airflow is imported."""
+    """Point Airflow at this process's own (fresh) home; must happen before airflow is imported."""
     if "airflow" in sys.modules:
         raise RuntimeError("airflow was imported before AIRFLOW_HOME was set")
-    template = _migrated_database(cache)
-    if home.exists():
-        shutil.rmtree(home)  # a fresh metadata database per session
-    home.mkdir(parents=True)
-    shutil.copyfile(template, home / "airflow.db")
+    shutil.copyfile(_migrated_database(cache), home / "airflow.db")
     os.environ.update(_airflow_env(home))
 
 
@@ -177,7 +177,8 @@ class AirflowAdapter:
     limitations = LIMITATIONS
 
     def __init__(self, out: Path) -> None:
-        self.home = (out / "runs" / self.name / ".airflow-home").resolve()
+        # A home of its own per process: one metadata database each (`pytest -n 2` runs two).
+        self.home = process_home((out / "runs" / self.name / ".airflow-home").resolve())
         _configure(self.home, (out / "runs" / ".cache").resolve())
         from airflow.dag_processing.dagbag import DagBag
 

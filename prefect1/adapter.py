@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import shutil
 import signal
 import sys
 import time
@@ -25,6 +24,7 @@ from shared_pipeline.faults import read_attempt_log
 from shared_pipeline.harness import EngineRun
 from shared_pipeline.records import GraphEdge, Limitation, NativeState, TaskRecord
 from shared_pipeline.vocabulary import FlowOutcome, StepState
+from shared_pipeline.workdirs import process_home
 
 VERSION = version("prefect")
 SOURCE = f"https://github.com/PrefectHQ/prefect/blob/{VERSION}/src/prefect"
@@ -66,16 +66,13 @@ def flow_outcome(name: str) -> FlowOutcome:
 
 
 def configure(home: Path) -> None:
-    """Point Prefect 1 (and Dask) at this session's own home; must happen before the imports.
+    """Point Prefect 1 (and Dask) at a process's own home; must happen before the imports.
 
     Prefect 1 reads its configuration once, at `import prefect`.
     """
     for module in ("prefect", "distributed"):
         if module in sys.modules:
             raise RuntimeError(f"{module} was imported before its settings were made")
-    if home.exists():
-        shutil.rmtree(home)
-    home.mkdir(parents=True)
     os.environ.update(
         PREFECT__HOME_DIR=str(home),  # default LocalResult dir (home/results) and any state
         PREFECT__USER_CONFIG_PATH=str(home / "config.toml"),  # not a user's ~/.prefect config
@@ -113,7 +110,8 @@ class LocalAdapter:
     ]
 
     def __init__(self, out: Path) -> None:
-        self.home = (out / "runs" / self.name / ".prefect-home").resolve()
+        # A fresh home per process (`pytest -n 2` runs two): results, Dask scratch.
+        self.home = process_home((out / "runs" / self.name / ".prefect-home").resolve())
         configure(self.home)
         from prefect1.flows import FLOWS
 

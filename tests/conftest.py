@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from shared_pipeline.cli import load_adapter
-from shared_pipeline.harness import EngineAdapter, run_scenario
-from shared_pipeline.records import RunRecord
+from shared_pipeline.harness import DATABASES, EngineAdapter, run_scenario
+from shared_pipeline.records import RunRecord, read_record, record_path
 from shared_pipeline.scenarios import get_scenario
 
 
@@ -44,19 +46,35 @@ def databases_for(engine: str, scenario_id: str) -> list[str]:
     return sorted({DEFAULT_DB, "postgres"} if extra else {DEFAULT_DB})
 
 
+# One id for the whole test run, the same in every xdist worker.
+RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
+
+
 class ScenarioRuns:
-    """Each scenario runs once per session and database; later tests read the same record (one
-    run, two uses).
+    """Each scenario runs once per test run and database; later tests read the same record (one
+    run, two uses), also in the other xdist worker, which waits if the run is under way.
     """
 
     def __init__(self, adapter: EngineAdapter, out: Path) -> None:
         self.adapter, self.out = adapter, out
         self.records: dict[tuple[str, str], RunRecord] = {}
+        self.marks = out / "runs" / adapter.name / ".scenario-runs"
+        self.marks.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, scenario_id: str, db: str = DEFAULT_DB) -> RunRecord:
         if (scenario_id, db) not in self.records:
-            scenario = get_scenario(scenario_id)
-            self.records[scenario_id, db] = run_scenario(self.adapter, scenario, self.out, db=db)
+            mark = self.marks / f"{scenario_id}.{db}"
+            with FileLock(mark.with_name(mark.name + ".lock")):
+                if mark.exists() and mark.read_text() == RUN_ID:
+                    path = record_path(
+                        self.out / "results", self.adapter.name, scenario_id, DATABASES[db]
+                    )
+                    record = read_record(path)
+                else:
+                    scenario = get_scenario(scenario_id)
+                    record = run_scenario(self.adapter, scenario, self.out, db=db)
+                    mark.write_text(RUN_ID)
+            self.records[scenario_id, db] = record
         return self.records[scenario_id, db]
 
 

@@ -64,7 +64,6 @@ def _assert_nothing_left(tmp_path: Path, pid: int) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out"]
 
 
-@pytest.mark.timeout(120)
 def _cli_run(tmp_path: Path, db_url: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "shared_pipeline", "run", "--engine", "python"]
@@ -82,8 +81,16 @@ def _assert_one_line(result: subprocess.CompletedProcess[str], *mentions: str) -
         assert text in result.stderr
 
 
+@pytest.fixture
+def short_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A temp folder with a short name: a unix socket's path may not exceed 107 bytes, and the
+    server's socket sits inside the output folder (a test's own tmp_path is named after it)."""
+    return tmp_path_factory.mktemp("pg")
+
+
 @pytest.mark.timeout(180)
-def test_server_stops_when_its_process_fails_and_refuses_bad_roles(tmp_path: Path) -> None:
+def test_server_stops_when_its_process_fails_and_refuses_bad_roles(short_tmp: Path) -> None:
+    tmp_path = short_tmp
     process, url, pid = _start(tmp_path)
     try:
         socket_dir = Path(make_url(url).query["host"])
@@ -102,7 +109,8 @@ def test_server_stops_when_its_process_fails_and_refuses_bad_roles(tmp_path: Pat
 
 
 @pytest.mark.timeout(120)
-def test_server_stops_when_its_process_gets_sigterm(tmp_path: Path) -> None:
+def test_server_stops_when_its_process_gets_sigterm(short_tmp: Path) -> None:
+    tmp_path = short_tmp
     process, _, pid = _start(tmp_path)
     assert process.stdin is not None
     process.stdin.write("sleep\n")

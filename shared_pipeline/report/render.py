@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 from shared_pipeline.conformance import check_record
@@ -266,6 +267,16 @@ class Report:
         return lines
 
     def scenario_sections(self) -> list[str]:
+        # The timelines take most of the report's time: drawn side by side, one per core.
+        with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            drawing: dict[Path, Future[bytes]] = {}
+            lines = self._scenario_sections(pool, drawing)
+            self.figures.update({image: future.result() for image, future in drawing.items()})
+        return lines
+
+    def _scenario_sections(
+        self, pool: ProcessPoolExecutor, drawing: dict[Path, Future[bytes]]
+    ) -> list[str]:
         lines = ["", '<a id="scenarios"></a>', "", "## Scenarios"]
         for scenario in self.records.scenarios:
             spec = scenario_of(scenario)
@@ -290,7 +301,7 @@ class Report:
                 for override in self.overrides(key, scenario):
                     lines.append(f"  - override †: {override.reason} ([source]({override.doc}))")
             image = FIGURES / f"timeline-{scenario}.png"
-            self.figures[image] = timeline(f"{title}: task attempts", panels)
+            drawing[image] = pool.submit(timeline, f"{title}: task attempts", panels)
             lines += [
                 "",
                 f"![Timeline of {scenario}: task attempts per engine]({self.link_out(image)})",

@@ -1,0 +1,62 @@
+"""Directories that several processes of one session share (`pytest -n 2` runs two): templates
+built once under a file lock, and an engine home of its own for each process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from filelock import FileLock
+
+
+def build_once(target: Path, build: Callable[[Path], None]) -> Path:
+    """`target`, made by `build(tmp)` the first time any process asks; the others wait for it.
+
+    `build` writes a file or a directory at `tmp`, a path of its own beside `target`, which
+    then replaces `target` in one rename: nobody ever sees a half-built template.
+    """
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(target.with_name(f"{target.name}.lock")):
+        if not target.exists():
+            tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+            _remove(tmp)
+            try:
+                build(tmp)
+                tmp.replace(target)
+            finally:
+                _remove(tmp)
+    return target
+
+
+def process_home(parent: Path) -> Path:
+    """A fresh `parent/<pid>` for this process's engine state; homes of ended processes go."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for other in parent.iterdir():
+        if other.name.isdigit() and not _alive(int(other.name)):
+            _remove(other)
+    home = parent / str(os.getpid())
+    _remove(home)
+    home.mkdir()
+    return home
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # somebody else's process
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
