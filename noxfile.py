@@ -156,6 +156,7 @@ BENCH = {
     "prefect3": PREFECT["3"],
     "prefect1": PREFECT1,  # prefect 1.4.1 requires dask and distributed itself
     "prefect1-dask": PREFECT1,
+    "airflow": AIRFLOW,
 }
 
 

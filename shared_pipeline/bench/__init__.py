@@ -17,6 +17,7 @@ BENCH = {
     "prefect3": "prefect2.bench",
     "prefect1": "prefect1.bench",
     "prefect1-dask": "prefect1.bench_dask",
+    "airflow": "shared_pipeline.bench.airflow3",
 }
 SIZES = (10, 100, 1000)
 SHAPES = ("chain", "fanout")
