@@ -156,7 +156,14 @@ def airflow(session: nox.Session) -> None:
 
 
 # Engines in the overhead benchmark, with what their venv needs (shared_pipeline/bench/).
-BENCH = {"python": [], "prefect2": PREFECT["2"], "prefect3": PREFECT["3"]}
+BENCH = {
+    "python": [],
+    "prefect2": PREFECT["2"],
+    "prefect3": PREFECT["3"],
+    "prefect1": PREFECT1,  # prefect 1.4.1 requires dask and distributed itself
+    "prefect1-dask": PREFECT1,
+    "airflow": AIRFLOW,
+}
 
 
 @nox.session(python=PYTHON)

@@ -15,6 +15,9 @@ BENCH = {
     "python": "shared_pipeline.bench.plain",
     "prefect2": "prefect2.bench",
     "prefect3": "prefect2.bench",
+    "prefect1": "prefect1.bench",
+    "prefect1-dask": "prefect1.bench_dask",
+    "airflow": "shared_pipeline.bench.airflow3",
 }
 SIZES = (10, 100, 1000)
 SHAPES = ("chain", "fanout")

@@ -134,6 +134,16 @@ ENGINES: dict[str, Engine] = {
             label="Prefect 1 (local executor)",
             wiring="prefect1",
             kind="static graph, built before the run",
+            bench_note=(
+                "flow.run() keeps every state in memory: no API, no database. Each task run gets "
+                "a TaskRunner in the flow's own thread, which builds a fresh prefect.context (a "
+                "merged copy of the configuration) and takes the task through Pending, Running "
+                "and Success with its state-change handling: a fixed cost per task. The chain "
+                "pays once more per run: Flow.sorted_tasks orders the graph by repeated passes "
+                "over a list of the remaining tasks, which grows faster than N² on a long chain. "
+                "Prefect caches that order on the Flow object; each measured run declares its "
+                "graph afresh, as a flow-run process does."
+            ),
             docs=PREFECT1_DOCS,
             choose_when=(
                 Point(
@@ -153,6 +163,13 @@ ENGINES: dict[str, Engine] = {
             label="Prefect 1 (Dask executor)",
             wiring="prefect1",
             kind="static graph, executed by Dask worker processes",
+            bench_note=(
+                "The same flow runner, graph sort and per-task state handling as the local "
+                "executor, but every task is a Dask future run by one of 2 worker processes, "
+                "its inputs and result pickled across; each flow run also connects a Dask client "
+                "to the cluster. The samples cover this process only (submitting tasks and "
+                "waiting on futures), not the workers; their memory counts in the peak."
+            ),
             docs={**PREFECT1_DOCS, "home": f"{P1}/concepts/engine.html#executors"},
             choose_when=(
                 Point(
@@ -235,6 +252,19 @@ ENGINES: dict[str, Engine] = {
             label="Airflow 3",
             wiring="airflow",
             kind="static DAG of TaskFlow tasks, scheduled from a metadata database",
+            bench_note=(
+                "dag.test() runs every task in this process but schedules as Airflow does, "
+                "through the metadata database (SQLite): each pass of its loop reads all the "
+                "DAG run's task instances to find those whose upstreams are done, and each "
+                "task instance is moved through its states and stores its result as an XCom "
+                "row, over the in-process Execution API. A chain frees one task per pass, so "
+                "its passes re-read N task instances N times and its time grows faster than N; "
+                "a fan-out's mapped instances are all ready in one pass, and the join reads "
+                "their XComs one request per item. Each run also parses the DAG file twice, as "
+                "`python dag_file.py` ending in dag.test() does: to build the DAG, then to sync "
+                "the DAGs folder to the database (a scheduler's DAG processor does that ahead of "
+                "runs). Start-up includes `airflow db migrate` of a fresh metadata database."
+            ),
             docs={
                 "home": f"{AF}/",
                 "retries": f"{AF}/core-concepts/tasks.html",
