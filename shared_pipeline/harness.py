@@ -328,6 +328,7 @@ def run_scenario(
         limitations=list(adapter.limitations),
         settings=settings.model_dump(),
         db_backend=backend,
+        runner_pid=os.getpid(),
     )
     # Engines and drivers quote paths in their messages (a socket, a file): committed records
     # name no path of the machine that made them, so the output directory becomes OUT_PLACEHOLDER.

@@ -125,6 +125,9 @@ class RunRecord(_Strict):
     limitations: list[Limitation] = Field(default_factory=list)
     settings: dict[str, Any] = Field(default_factory=dict)  # the Settings this run used
     db_backend: str = "sqlite"  # the source database's SQLAlchemy backend: sqlite, postgresql
+    # The process that ran the engine (called flow.run(), dag.test(), ...): the attempt log's
+    # pids say whether the tasks ran in it or elsewhere.
+    runner_pid: int | None = None
 
 
 def registry_effect(before: RegistrySnapshot, after: RegistrySnapshot) -> RegistryEffect:
