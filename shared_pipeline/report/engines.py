@@ -85,7 +85,7 @@ PREFECT1_DOCS = {
     "home": f"{P1}/",
     "retries": f"{P1}/concepts/tasks.html#retries",
     "fallback": f"{P1}/concepts/execution.html#triggers",
-    "timeout": f"{P1}/concepts/tasks.html#timeouts",
+    "timeout": "https://docs-v1.prefect.io/api/latest/core/task.html#task-2",
     "notifications": f"{P1}/concepts/notifications.html#state-handlers",
     "fanout": f"{P1}/concepts/mapping.html",
     "quality_gate": f"{P1}/idioms/conditional.html",
@@ -176,7 +176,7 @@ ENGINES: dict[str, Engine] = {
             docs={
                 "home": f"{P2}/",
                 "retries": f"{P2}/concepts/tasks/#retries",
-                "fallback": f"{P2}/concepts/states/#return-state",
+                "fallback": f"{P2}/concepts/states/#return-prefect-state",
                 "timeout": f"{P2}/concepts/tasks/#timeouts",
                 "notifications": f"{P2}/guides/state-change-hooks/",
                 "fanout": f"{P2}/concepts/tasks/#map",
