@@ -78,7 +78,7 @@ WIRINGS: dict[str, Wiring] = {
 PY = "https://docs.python.org/3/library"
 P1 = "https://docs-v1.prefect.io/core"
 P2 = "https://docs-2.prefect.io/latest"
-P3 = "https://docs.prefect.io/v3"
+P3 = "https://www.prefect.io/docs/v3"
 AF = "https://airflow.apache.org/docs/apache-airflow/stable"
 
 PREFECT1_DOCS = {
@@ -210,13 +210,13 @@ ENGINES: dict[str, Engine] = {
                 "sent."
             ),
             docs={
-                "home": f"{P3}/",
+                "home": f"{P3}/get-started/index",
                 "retries": f"{P3}/how-to-guides/workflows/retries",
-                "fallback": f"{P3}/concepts/states",
-                "timeout": f"{P3}/api-ref/python/prefect-tasks",
+                "fallback": f"{P3}/concepts/states#task-return-values",
+                "timeout": f"{P3}/how-to-guides/workflows/write-and-run#task-timeout-behavior",
                 "notifications": f"{P3}/how-to-guides/workflows/state-change-hooks",
                 "fanout": f"{P3}/api-ref/python/prefect-tasks",
-                "quality_gate": f"{P3}/concepts/states",
+                "quality_gate": f"{P3}/concepts/states#final-state-determination",
                 "resume": f"{P3}/concepts/caching",
                 "loop": f"{P3}/how-to-guides/workflows/write-and-run",
             },
