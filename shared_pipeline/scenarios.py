@@ -250,7 +250,7 @@ CATALOGUE: tuple[Scenario, ...] = (
                         "timeout_seconds: the last attempt met a hanging API and the HTTP "
                         "client's read timeout raised TimeoutError."
                     ),
-                    doc=f"{PREFECT3_SOURCE}/task_engine.py",
+                    doc=f"{PREFECT3_SOURCE}/task_engine.py#L767-L780",
                 ),
             ),
         },
@@ -490,9 +490,9 @@ _PREFECT1_DASK_SOFT_TIMEOUT = Override(
         "a killable subprocess from a non-daemonic process. Dask's worker processes are daemonic "
         "by default (distributed.worker.daemon), where Prefect 1 falls back to a soft timeout: "
         "it waits on the task in a background thread, marks it TimedOut on time and warns that "
-        "it 'will continue running in the background'; the step ran on to the hang cap."
+        "it will 'continue running in the background'; the step ran on to the hang cap."
     ),
-    doc=f"{PREFECT1_SOURCE}/utilities/executors.py#L502-L537",
+    doc=f"{PREFECT1_SOURCE}/utilities/executors.py#L470-L537",
 )
 _PREFECT1_DASK_OVERRIDES = {
     "train_hangs": (_PREFECT1_DASK_SOFT_TIMEOUT,),
