@@ -527,6 +527,7 @@ CATALOGUE = with_engine_overrides(CATALOGUE, ("prefect1-dask",), _PREFECT1_DASK_
 
 # Airflow 3 (airflow/): where its DAGs differ from the shared spec, and why. -----------------------
 AIRFLOW_DOCS = "https://airflow.apache.org/docs/apache-airflow/stable"
+AIRFLOW_SOURCE = "https://github.com/apache/airflow/blob/3.3.2/airflow-core/src/airflow"
 TASK_RETRY = NotificationEvent.TASK_RETRY
 
 
@@ -596,7 +597,7 @@ AIRFLOW_OVERRIDES: dict[str, tuple[Override, ...]] = {
                 "unmapped task instance (map_index -1) in upstream_failed, and no instance per "
                 "candidate exists (the candidates are recorded as never created)."
             ),
-            doc=f"{AIRFLOW_DOCS}/authoring-and-scheduling/dynamic-task-mapping.html",
+            doc=f"{AIRFLOW_SOURCE}/models/dagrun.py#L1535-L1593",
         ),
     ),
     "api_down": (
