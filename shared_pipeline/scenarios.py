@@ -293,7 +293,7 @@ CATALOGUE: tuple[Scenario, ...] = (
                         "long-running system calls': the read gave up at the hang cap, then the "
                         "exception landed and the task was marked TimedOut."
                     ),
-                    doc=f"{PREFECT2_SOURCE}/_internal/concurrency/cancellation.py#L578",
+                    doc=f"{PREFECT2_SOURCE}/_internal/concurrency/cancellation.py#L544-L590",
                 ),
             ),
             "prefect3": (
@@ -305,7 +305,7 @@ CATALOGUE: tuple[Scenario, ...] = (
                         "raised into the thread, which 'will not interrupt long-running system "
                         "calls': the read gave up at the hang cap before the task was TimedOut."
                     ),
-                    doc=f"{PREFECT3_SOURCE}/_internal/concurrency/cancellation.py#L604",
+                    doc=f"{PREFECT3_SOURCE}/_internal/concurrency/cancellation.py#L570-L616",
                 ),
             ),
         },
