@@ -237,7 +237,7 @@ class DaskAdapter(LocalAdapter):
             workaround="none in Prefect 1 on default Dask workers (non-daemonic workers, "
             "distributed.worker.daemon=False, get a hard timeout in a subprocess); the step's "
             "own hang cap ends the body",
-            doc=f"{SOURCE}/utilities/executors.py#L502-L537",
+            doc=f"{SOURCE}/utilities/executors.py#L470-L537",
         ),
     ]
 

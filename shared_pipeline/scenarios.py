@@ -250,7 +250,7 @@ CATALOGUE: tuple[Scenario, ...] = (
                         "timeout_seconds: the last attempt met a hanging API and the HTTP "
                         "client's read timeout raised TimeoutError."
                     ),
-                    doc=f"{PREFECT3_SOURCE}/task_engine.py",
+                    doc=f"{PREFECT3_SOURCE}/task_engine.py#L767-L780",
                 ),
             ),
         },
@@ -293,7 +293,7 @@ CATALOGUE: tuple[Scenario, ...] = (
                         "long-running system calls': the read gave up at the hang cap, then the "
                         "exception landed and the task was marked TimedOut."
                     ),
-                    doc=f"{PREFECT2_SOURCE}/_internal/concurrency/cancellation.py#L578",
+                    doc=f"{PREFECT2_SOURCE}/_internal/concurrency/cancellation.py#L544-L590",
                 ),
             ),
             "prefect3": (
@@ -305,7 +305,7 @@ CATALOGUE: tuple[Scenario, ...] = (
                         "raised into the thread, which 'will not interrupt long-running system "
                         "calls': the read gave up at the hang cap before the task was TimedOut."
                     ),
-                    doc=f"{PREFECT3_SOURCE}/_internal/concurrency/cancellation.py#L604",
+                    doc=f"{PREFECT3_SOURCE}/_internal/concurrency/cancellation.py#L570-L616",
                 ),
             ),
         },
@@ -490,9 +490,9 @@ _PREFECT1_DASK_SOFT_TIMEOUT = Override(
         "a killable subprocess from a non-daemonic process. Dask's worker processes are daemonic "
         "by default (distributed.worker.daemon), where Prefect 1 falls back to a soft timeout: "
         "it waits on the task in a background thread, marks it TimedOut on time and warns that "
-        "it 'will continue running in the background'; the step ran on to the hang cap."
+        "it will 'continue running in the background'; the step ran on to the hang cap."
     ),
-    doc=f"{PREFECT1_SOURCE}/utilities/executors.py#L502-L537",
+    doc=f"{PREFECT1_SOURCE}/utilities/executors.py#L470-L537",
 )
 _PREFECT1_DASK_OVERRIDES = {
     "train_hangs": (_PREFECT1_DASK_SOFT_TIMEOUT,),
@@ -527,6 +527,7 @@ CATALOGUE = with_engine_overrides(CATALOGUE, ("prefect1-dask",), _PREFECT1_DASK_
 
 # Airflow 3 (airflow/): where its DAGs differ from the shared spec, and why. -----------------------
 AIRFLOW_DOCS = "https://airflow.apache.org/docs/apache-airflow/stable"
+AIRFLOW_SOURCE = "https://github.com/apache/airflow/blob/3.3.2/airflow-core/src/airflow"
 TASK_RETRY = NotificationEvent.TASK_RETRY
 
 
@@ -596,7 +597,7 @@ AIRFLOW_OVERRIDES: dict[str, tuple[Override, ...]] = {
                 "unmapped task instance (map_index -1) in upstream_failed, and no instance per "
                 "candidate exists (the candidates are recorded as never created)."
             ),
-            doc=f"{AIRFLOW_DOCS}/authoring-and-scheduling/dynamic-task-mapping.html",
+            doc=f"{AIRFLOW_SOURCE}/models/dagrun.py#L1535-L1593",
         ),
     ),
     "api_down": (

@@ -78,14 +78,14 @@ WIRINGS: dict[str, Wiring] = {
 PY = "https://docs.python.org/3/library"
 P1 = "https://docs-v1.prefect.io/core"
 P2 = "https://docs-2.prefect.io/latest"
-P3 = "https://docs.prefect.io/v3"
+P3 = "https://www.prefect.io/docs/v3"
 AF = "https://airflow.apache.org/docs/apache-airflow/stable"
 
 PREFECT1_DOCS = {
     "home": f"{P1}/",
     "retries": f"{P1}/concepts/tasks.html#retries",
     "fallback": f"{P1}/concepts/execution.html#triggers",
-    "timeout": f"{P1}/concepts/tasks.html#timeouts",
+    "timeout": "https://docs-v1.prefect.io/api/latest/core/task.html#task-2",
     "notifications": f"{P1}/concepts/notifications.html#state-handlers",
     "fanout": f"{P1}/concepts/mapping.html",
     "quality_gate": f"{P1}/idioms/conditional.html",
@@ -193,7 +193,7 @@ ENGINES: dict[str, Engine] = {
             docs={
                 "home": f"{P2}/",
                 "retries": f"{P2}/concepts/tasks/#retries",
-                "fallback": f"{P2}/concepts/states/#return-state",
+                "fallback": f"{P2}/concepts/states/#return-prefect-state",
                 "timeout": f"{P2}/concepts/tasks/#timeouts",
                 "notifications": f"{P2}/guides/state-change-hooks/",
                 "fanout": f"{P2}/concepts/tasks/#map",
@@ -227,13 +227,13 @@ ENGINES: dict[str, Engine] = {
                 "sent."
             ),
             docs={
-                "home": f"{P3}/",
+                "home": f"{P3}/get-started/index",
                 "retries": f"{P3}/how-to-guides/workflows/retries",
-                "fallback": f"{P3}/concepts/states",
-                "timeout": f"{P3}/api-ref/python/prefect-tasks",
+                "fallback": f"{P3}/concepts/states#task-return-values",
+                "timeout": f"{P3}/how-to-guides/workflows/write-and-run#task-timeout-behavior",
                 "notifications": f"{P3}/how-to-guides/workflows/state-change-hooks",
                 "fanout": f"{P3}/api-ref/python/prefect-tasks",
-                "quality_gate": f"{P3}/concepts/states",
+                "quality_gate": f"{P3}/concepts/states#final-state-determination",
                 "resume": f"{P3}/concepts/caching",
                 "loop": f"{P3}/how-to-guides/workflows/write-and-run",
             },
