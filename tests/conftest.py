@@ -81,3 +81,8 @@ class ScenarioRuns:
 @pytest.fixture(scope="session")
 def scenario_run(adapter: EngineAdapter, pipeline_out: Path) -> ScenarioRuns:
     return ScenarioRuns(adapter, pipeline_out)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that run a scenario in a process of their own go first (see the own_process marker)."""
+    items.sort(key=lambda item: item.get_closest_marker("own_process") is None)

@@ -43,10 +43,10 @@ def repo_state() -> RepoState:
         status, path = line[:2], line[3:]
         if "__pycache__" in path:  # bytecode the interpreter may write next to imported modules
             continue
-        parts = Path(path).parts
-        if parts[0] == "runs" and len(parts) > 2 and parts[1] not in ("python", ".cache"):
-            # Another engine's own state store (the nox sessions use the checkout as their
-            # PIPELINE_OUT), which a server of that engine may write at any time.
+        if Path(path).parts[0] in ("runs", "results"):
+            # The nox sessions' own output (PIPELINE_OUT is the checkout): the other test worker
+            # writes its runs and records there at any time. The run under test has an output
+            # folder of its own, which the test checks.
             continue
         try:
             stat = (REPO / path).stat()
@@ -60,17 +60,19 @@ def repo_state() -> RepoState:
 def user_environment(home: Path, tmp: Path) -> dict[str, str]:
     """The environment of a user whose HOME and TMPDIR are the given empty directories.
 
-    Per-user locations are left to default to HOME. PYTEST_CURRENT_TEST is pytest's own marker
-    (MLflow, for one, behaves differently when it sees it); a user's shell does not have it.
+    Per-user locations are left to default to HOME. A user's shell has none of the test run's
+    own variables: PYTEST_* (MLflow, for one, behaves differently when it sees
+    PYTEST_CURRENT_TEST), nor the nox sessions' PIPELINE_* (PIPELINE_OUT is the checkout).
     """
     env = {
         name: value
         for name, value in os.environ.items()
-        if not name.startswith("XDG_") and name != "PYTEST_CURRENT_TEST"
+        if not name.startswith(("XDG_", "PYTEST_", "PIPELINE_"))
     }
     return env | {"HOME": str(home), "TMPDIR": str(tmp)}
 
 
+@pytest.mark.own_process
 @pytest.mark.timeout(300)
 def test_a_scenario_run_writes_only_under_its_run_dir_and_results(tmp_path: Path) -> None:
     home, cwd, tmp, out = (tmp_path / name for name in ("home", "cwd", "tmp", "out"))

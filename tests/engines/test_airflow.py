@@ -170,6 +170,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.own_process
 @pytest.mark.timeout(300)
 def test_a_run_writes_only_its_output_dir_and_leaves_no_process(
     tmp_path: Path, pipeline_out: Path

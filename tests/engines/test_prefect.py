@@ -63,6 +63,7 @@ def _run(tmp_path: Path, cache: Path) -> tuple[subprocess.Popen[str], int | None
     return process, None if pid == "None" else int(pid), state
 
 
+@pytest.mark.own_process
 @pytest.mark.timeout(240)
 def test_no_server_outlives_a_failed_run(
     tmp_path: Path, pipeline_out: Path, engine_name: str

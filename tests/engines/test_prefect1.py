@@ -42,6 +42,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.own_process
 @pytest.mark.timeout(240)
 def test_no_dask_process_outlives_a_failed_run(
     tmp_path: Path, pipeline_out: Path, engine_name: str
