@@ -224,7 +224,10 @@ def _check_mermaid(session: nox.Session, markdown: Path) -> None:
         for name in ("package.json", "package-lock.json"):
             shutil.copyfile(REPORT / "mermaid" / name, work / name)
         session.run(
-            "npm", "ci", "--no-audit", "--no-fund", "--silent", "--prefix", str(work), external=True
+            *("npm", "ci", "--no-audit", "--no-fund", "--silent", "--prefix", str(work)),
+            # npm's cache and debug logs default to ~/.npm: beside the packages instead.
+            *("--cache", str(work / ".npm-cache"), "--logs-dir", str(work / ".npm-logs")),
+            external=True,
         )
     shutil.copyfile(REPORT / "mermaid" / "check.mjs", work / "check.mjs")
     # The same blocks, parser and checker as the last accepted run: the verdict cannot differ.
