@@ -11,7 +11,6 @@ import atexit
 import gc
 import os
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -21,8 +20,8 @@ from typing import Any
 
 from shared_pipeline.harness import EngineRun
 from shared_pipeline.records import GraphEdge, Limitation, NativeState, TaskRecord
-from shared_pipeline.vocabulary import FlowOutcome, StepState
-from shared_pipeline.workdirs import build_once, process_home
+from shared_pipeline.vocabulary import FlowOutcome, StepState, map_native
+from shared_pipeline.workdirs import database_from_cli, process_home
 
 DAGS_FOLDER = Path(__file__).resolve().parent
 if str(DAGS_FOLDER) not in sys.path:
@@ -50,10 +49,7 @@ DAG_RUN_STATES = {"success": FlowOutcome.COMPLETED, "failed": FlowOutcome.FAILED
 
 def task_state(native: str, tries: int) -> StepState:
     """The shared state of a task instance that ended `native` after `tries` tries in this run."""
-    try:
-        state = TASK_STATES[native]
-    except KeyError:
-        raise ValueError(f"no shared state for Airflow task instance state {native!r}") from None
+    state = map_native(TASK_STATES, native, "shared state for Airflow task instance state")
     if state is StepState.COMPLETED and tries == 0:
         return StepState.CACHED
     if state is StepState.COMPLETED and tries > 1:
@@ -62,10 +58,7 @@ def task_state(native: str, tries: int) -> StepState:
 
 
 def flow_outcome(native: str) -> FlowOutcome:
-    try:
-        return DAG_RUN_STATES[native]
-    except KeyError:
-        raise ValueError(f"no shared outcome for Airflow DAG run state {native!r}") from None
+    return map_native(DAG_RUN_STATES, native, "shared outcome for Airflow DAG run state")
 
 
 LIMITATIONS = [
@@ -118,25 +111,12 @@ def _airflow_cli() -> Path:
 
 def _migrated_database(cache: Path) -> Path:
     """An empty, migrated metadata database for this Airflow version, made once (3-4 s)."""
-
-    def migrate(tmp: Path) -> None:
-        build = tmp.with_suffix(".build")
-        shutil.rmtree(build, ignore_errors=True)
-        build.mkdir()
-        try:
-            subprocess.run(
-                [_airflow_cli(), "db", "migrate"],
-                env={**os.environ, **_airflow_env(build)},
-                cwd=build,
-                check=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            (build / "airflow.db").replace(tmp)
-        finally:
-            shutil.rmtree(build, ignore_errors=True)
-
-    return build_once(cache / f"airflow-{VERSION}.db", migrate)
+    return database_from_cli(
+        cache / f"airflow-{VERSION}.db",
+        [str(_airflow_cli()), "db", "migrate"],
+        lambda home: {**os.environ, **_airflow_env(home)},
+        "airflow.db",
+    )
 
 
 def _airflow_env(home: Path) -> dict[str, str]:

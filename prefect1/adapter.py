@@ -23,7 +23,7 @@ from shared_pipeline.context import current_run, load_context
 from shared_pipeline.faults import read_attempt_log
 from shared_pipeline.harness import EngineRun
 from shared_pipeline.records import GraphEdge, Limitation, NativeState, TaskRecord
-from shared_pipeline.vocabulary import FlowOutcome, StepState
+from shared_pipeline.vocabulary import FlowOutcome, StepState, map_native
 from shared_pipeline.workdirs import process_home
 
 VERSION = version("prefect")
@@ -49,20 +49,14 @@ FLOW_STATES = {
 
 
 def task_state(name: str, attempts: int) -> StepState:
-    try:
-        state = TASK_STATES[name]
-    except KeyError:
-        raise ValueError(f"no shared state for Prefect 1 task state {name!r}") from None
+    state = map_native(TASK_STATES, name, "shared state for Prefect 1 task state")
     if state is StepState.COMPLETED and attempts > 1:
         return StepState.COMPLETED_AFTER_RETRY
     return state
 
 
 def flow_outcome(name: str) -> FlowOutcome:
-    try:
-        return FLOW_STATES[name]
-    except KeyError:
-        raise ValueError(f"no shared outcome for Prefect 1 flow state {name!r}") from None
+    return map_native(FLOW_STATES, name, "shared outcome for Prefect 1 flow state")
 
 
 def configure(home: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -13,8 +12,8 @@ from typing import Any
 from prefect2.compat import MAJOR, VERSION, ApiServer, drain_events, flow_run_settings
 from shared_pipeline.harness import EngineRun
 from shared_pipeline.records import GraphEdge, Limitation, NativeState, TaskRecord
-from shared_pipeline.vocabulary import FlowOutcome, StepState
-from shared_pipeline.workdirs import build_once, process_home
+from shared_pipeline.vocabulary import FlowOutcome, StepState, map_native
+from shared_pipeline.workdirs import database_from_cli, process_home
 
 # Prefect's state names (type/name) onto the shared vocabulary.
 TASK_STATES = {
@@ -30,10 +29,7 @@ FINAL_TYPES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 def task_state(name: str, run_count: int) -> StepState:
-    try:
-        state = TASK_STATES[name]
-    except KeyError:
-        raise ValueError(f"no shared state for Prefect task state {name!r}") from None
+    state = map_native(TASK_STATES, name, "shared state for Prefect task state")
     if state is StepState.COMPLETED and run_count > 1:
         return StepState.COMPLETED_AFTER_RETRY
     return state
@@ -56,26 +52,14 @@ def _migrated_database(cache: Path) -> Path:
 
     Copying it saves every later session the migrations (4-6 s) at its first flow run.
     """
-
-    def upgrade(tmp: Path) -> None:
-        build = tmp.with_suffix(".build")
-        shutil.rmtree(build, ignore_errors=True)
-        build.mkdir()
-        env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-        try:
-            subprocess.run(
-                # The CLI beside this interpreter: Prefect 2.x has no `python -m prefect`.
-                [Path(sys.executable).with_name("prefect"), "server", "database", "upgrade", "-y"],
-                env={**env, **PREFECT_ENV, "PREFECT_HOME": str(build)},
-                check=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            (build / "prefect.db").replace(tmp)
-        finally:
-            shutil.rmtree(build, ignore_errors=True)
-
-    return build_once(cache / f"prefect-{VERSION}.db", upgrade)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    return database_from_cli(
+        cache / f"prefect-{VERSION}.db",
+        # The CLI beside this interpreter: Prefect 2.x has no `python -m prefect`.
+        [str(Path(sys.executable).with_name("prefect")), "server", "database", "upgrade", "-y"],
+        lambda home: {**env, **PREFECT_ENV, "PREFECT_HOME": str(home)},
+        "prefect.db",
+    )
 
 
 def _configure(home: Path, cache: Path) -> None:

@@ -211,25 +211,24 @@ def load_months(db_url: str, frames: dict[str, pd.DataFrame]) -> None:
                 sa.MetaData(),
                 *(sa.Column(name, _sql_type(dtype)) for name, dtype in frame.dtypes.items()),
             )
+            rows = frame.astype(object).where(frame.notna(), None)  # NaN/NaT as SQL NULL
             with engine.begin() as conn:
                 table.drop(conn, checkfirst=True)
                 table.create(conn)
                 if engine.dialect.name == "postgresql":
-                    _copy_rows(conn, table, frame)
-                elif len(frame):
-                    rows = frame.astype(object).where(frame.notna(), None)
+                    _copy_rows(conn, table, rows)
+                elif len(rows):
                     conn.execute(table.insert(), rows.to_dict(orient="records"))
     finally:
         engine.dispose()
 
 
-def _copy_rows(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> None:
-    """PostgreSQL's COPY (through psycopg): 10x faster than INSERTs for a month of trips."""
-    columns = ", ".join(f'"{name}"' for name in frame.columns)
-    values = frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None)
+def _copy_rows(conn: sa.Connection, table: sa.Table, rows: pd.DataFrame) -> None:
+    """PostgreSQL's COPY (through psycopg): about 4x faster than INSERTs for a month of trips."""
+    columns = ", ".join(f'"{name}"' for name in rows.columns)
     cursor = conn.connection.driver_connection.cursor()
     with cursor.copy(f'COPY "{table.name}" ({columns}) FROM STDIN') as copy:
-        for row in values:
+        for row in rows.itertuples(index=False, name=None):
             copy.write_row(row)
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 
 class StepState(StrEnum):
@@ -56,3 +60,13 @@ STEPS: tuple[str, ...] = (
 def task_id(step: str, key: str | None = None) -> str:
     """The id of one task in records and expectations: `train[ridge]`, or `extract`."""
     return f"{step}[{key}]" if key else step
+
+
+def map_native(table: Mapping[str, _T], name: str, what: str) -> _T:
+    """`table[name]`: an adapter's explicit mapping table refuses a native name it does not know
+    (`what` names it in the error, e.g. "shared state for Airflow task instance state").
+    """
+    try:
+        return table[name]
+    except KeyError:
+        raise ValueError(f"no {what} {name!r}") from None

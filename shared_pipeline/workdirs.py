@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +32,33 @@ def build_once(target: Path, build: Callable[[Path], None]) -> Path:
             finally:
                 _remove(tmp)
     return target
+
+
+def database_from_cli(
+    target: Path, command: list[str], env: Callable[[Path], dict[str, str]], name: str
+) -> Path:
+    """`target`, built once: the engine's own CLI (`command`, e.g. a migration) run with
+    `env(home)` in a scratch home and folder of its own, whose database file `name` is kept.
+    """
+
+    def build(tmp: Path) -> None:
+        home = tmp.with_suffix(".home")
+        _remove(home)
+        home.mkdir()
+        try:
+            subprocess.run(
+                command,
+                env=env(home),
+                cwd=home,
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            (home / name).replace(tmp)
+        finally:
+            _remove(home)
+
+    return build_once(target, build)
 
 
 def process_home(parent: Path) -> Path:

@@ -13,28 +13,29 @@ import pytest
 from conftest import databases_for
 
 from shared_pipeline.conformance import check_record
-from shared_pipeline.faults_plan import FaultKind
+from shared_pipeline.faults_plan import HANG_FAULTS
 from shared_pipeline.records import read_record, record_path
 from shared_pipeline.scenarios import CATALOGUE, Scenario
 
 ENGINE = os.environ.get("PIPELINE_ENGINE", "python")
+
+
 # Under `pytest -n 2` (the nox sessions): one worker runs the scenarios that mostly wait (hangs
 # run to their timeouts), first and one after the other, while the other worker's work overlaps
 # their waiting; one worker runs every PostgreSQL case, so one server is started, not two.
-WAITING = {FaultKind.HANG, FaultKind.BLOCK}
+def _waits(scenario: Scenario) -> bool:
+    return any(rule.kind in HANG_FAULTS for rule in scenario.faults)
 
 
 def _group(scenario: Scenario, db: str) -> list[pytest.MarkDecorator]:
     if db == "postgres":
         return [pytest.mark.xdist_group("postgres")]
-    if WAITING & {rule.kind for rule in scenario.faults}:
-        return [pytest.mark.xdist_group("waiting")]
-    return []
+    return [pytest.mark.xdist_group("waiting")] if _waits(scenario) else []
 
 
 CASES = [
     pytest.param(scenario.id, db, id=f"{scenario.id}-{db}", marks=_group(scenario, db))
-    for scenario in sorted(CATALOGUE, key=lambda s: not WAITING & {r.kind for r in s.faults})
+    for scenario in sorted(CATALOGUE, key=lambda s: not _waits(s))
     for db in databases_for(ENGINE, scenario.id)
 ]
 

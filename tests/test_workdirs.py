@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from shared_pipeline.workdirs import build_once, process_home
+from shared_pipeline.workdirs import build_once, database_from_cli, process_home
 
 # Asks for the same template as the other processes; the build is slow enough to overlap them.
 BUILDER = textwrap.dedent(
@@ -63,6 +63,30 @@ def test_a_failed_build_leaves_no_template_and_is_retried(tmp_path: Path) -> Non
     assert not target.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["template.lock"]
     assert build_once(target, lambda tmp: tmp.write_text("ok")).read_text() == "ok"
+
+
+def test_a_cli_builds_a_database_in_a_scratch_home_that_then_goes(tmp_path: Path) -> None:
+    # An engine's migration command: writes its database into its home, and a file into its
+    # current directory (which must be the scratch home too, never the caller's).
+    migrate = (
+        "import os, pathlib; pathlib.Path(os.environ['ENGINE_HOME'], 'engine.db').write_text"
+        "('migrated'); pathlib.Path('engine.log').write_text('')"
+    )
+    target = tmp_path / "cache" / "engine-1.0.db"
+
+    built = database_from_cli(
+        target,
+        [sys.executable, "-c", migrate],
+        lambda home: {**os.environ, "ENGINE_HOME": str(home)},
+        "engine.db",
+    )
+
+    assert built == target and target.read_text() == "migrated"
+    assert not (Path.cwd() / "engine.log").exists()
+    assert sorted(p.name for p in target.parent.iterdir()) == [
+        "engine-1.0.db",
+        "engine-1.0.db.lock",
+    ]
 
 
 def test_each_process_gets_a_fresh_home_and_ended_ones_go(tmp_path: Path) -> None:

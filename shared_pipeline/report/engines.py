@@ -140,7 +140,9 @@ ENGINES: dict[str, Engine] = {
                 "merged copy of the configuration) and takes the task through Pending, Running "
                 "and Success with its state-change handling: a fixed cost per task. The chain "
                 "pays once more per run: Flow.sorted_tasks orders the graph by repeated passes "
-                "over a list of the remaining tasks, which grows faster than N² on a long chain. "
+                "over a list of the remaining tasks, testing each upstream task's membership in "
+                "that list ([flow.py](https://github.com/PrefectHQ/prefect/blob/1.4.1/src/"
+                "prefect/core/flow.py#L869-L938)), a cost that grows faster than N. "
                 "Prefect caches that order on the Flow object; each measured run declares its "
                 "graph afresh, as a flow-run process does."
             ),
