@@ -40,7 +40,16 @@ def feature_dicts(df: pd.DataFrame, congestion: dict[str, float] | None) -> list
     return frame.to_dict(orient="records")
 
 
-def make_model(candidate: dict[str, Any]) -> Pipeline:
+def vectorize(dicts: list[dict[str, Any]]) -> tuple[DictVectorizer, Any]:
+    """Fit the DictVectorizer once on the training rows: its matrix serves every candidate."""
+    vectorizer = DictVectorizer()
+    return vectorizer, vectorizer.fit_transform(dicts)
+
+
+def make_model(candidate: dict[str, Any], vectorizer: DictVectorizer | None = None) -> Pipeline:
+    """DictVectorizer + regressor, so a registered model predicts from rows. With `vectorizer`
+    (already fitted), fit only the regressor: `model[-1].fit(matrix, target)`.
+    """
     kind = candidate["model"]
     if kind == "linear":
         regressor = LinearRegression()
@@ -48,7 +57,7 @@ def make_model(candidate: dict[str, Any]) -> Pipeline:
         regressor = Ridge(alpha=candidate.get("alpha", 1.0))
     else:
         raise ValueError(f"unknown model kind {kind!r}")
-    return make_pipeline(DictVectorizer(), regressor)
+    return make_pipeline(vectorizer or DictVectorizer(), regressor)
 
 
 def rmse(model: Pipeline, dicts: list[dict[str, Any]], target: np.ndarray) -> float:

@@ -79,13 +79,16 @@ def features(
     valid: dict[str, Any],
     enrichment: dict[str, dict[str, float]] | None,
 ) -> dict[str, Any]:
-    """PU_DO + trip_distance (+ congestion when enrichment is available) as DictVectorizer rows."""
+    """PU_DO + trip_distance (+ congestion when enrichment is available) as DictVectorizer rows,
+    and the training month vectorized once: every candidate fits on that matrix.
+    """
     with step_attempt(run_dir, "features") as attempt:
-        bundle = {}
+        bundle: dict[str, Any] = {}
         for split, read_result in (("train", train), ("valid", valid)):
             frame = pd.read_parquet(read_result["path"])
             congestion = enrichment[read_result["month"]] if enrichment else None
             bundle[split] = (ml.feature_dicts(frame, congestion), frame["duration"].to_numpy())
+        bundle["vectorizer"], bundle["train_matrix"] = ml.vectorize(bundle["train"][0])
         path = attempt.ctx.path / "data" / "features.pkl"
         _atomic_pickle(bundle, path)
         return {
@@ -120,18 +123,23 @@ def retrain_candidate(run_dir: str, round_number: int) -> Candidate:
 
 
 def train(run_dir: str, features_result: dict[str, Any], candidate: Candidate) -> dict[str, Any]:
-    """Fit one candidate (DictVectorizer + regressor); returns where the model was saved."""
+    """Fit one candidate's regressor on the features' matrix; saves it with the features'
+    DictVectorizer as one model (rows in, minutes out) and returns where.
+    """
     with step_attempt(run_dir, "train", candidate["key"]) as attempt:
-        dicts, target = _load_pickle(features_result["path"])["train"]
+        bundle = _load_pickle(features_result["path"])
+        matrix, target = bundle["train_matrix"], bundle["train"][1]
         fraction = candidate.get("sample_fraction", 1.0)
         if fraction < 1.0:
             # Nested samples (a prefix of one fixed permutation): round N+1 sees all of round N.
+            # Zones outside the sample are all-zero columns: the regressor gives them no weight.
             count = max(int(len(target) * fraction), 50)
             rows = np.random.default_rng(0).permutation(len(target))[:count]
-            dicts, target = [dicts[i] for i in rows], target[rows]
+            matrix, target = matrix[rows], target[rows]
         target = attempt.corrupt_if_planned(target)
         attempt.hang_if_planned()
-        model = ml.make_model(candidate).fit(dicts, target)
+        model = ml.make_model(candidate, bundle["vectorizer"])
+        model[-1].fit(matrix, target)
         path = attempt.ctx.path / "models" / f"{candidate['key']}.pkl"
         _atomic_pickle(model, path)
         return {"key": candidate["key"], "model_path": str(path), "n_rows": len(target)}

@@ -6,14 +6,18 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from filelock import FileLock
 
 from shared_pipeline.cli import load_adapter
-from shared_pipeline.harness import DATABASES, EngineAdapter, run_scenario
 from shared_pipeline.records import RunRecord, read_record, record_path
 from shared_pipeline.scenarios import get_scenario
+
+if TYPE_CHECKING:  # the xdist controller loads this file too, and runs no scenario: it need not
+    # import the harness (pandas, scikit-learn, SQLAlchemy: 1.5 CPU-seconds before any worker).
+    from shared_pipeline.harness import EngineAdapter
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +66,8 @@ class ScenarioRuns:
         self.marks.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, scenario_id: str, db: str = DEFAULT_DB) -> RunRecord:
+        from shared_pipeline.harness import DATABASES, run_scenario
+
         if (scenario_id, db) not in self.records:
             mark = self.marks / f"{scenario_id}.{db}"
             with FileLock(mark.with_name(mark.name + ".lock")):

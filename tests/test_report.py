@@ -19,6 +19,7 @@ from shared_pipeline.control import ControlAdapter
 from shared_pipeline.harness import run_scenario
 from shared_pipeline.records import read_record
 from shared_pipeline.report.engines import ENGINES, FEATURES, WIRINGS
+from shared_pipeline.report.graphs import flowchart
 from shared_pipeline.report.markers import MarkerError, parse_file, wiring_blocks
 from shared_pipeline.report.render import build
 from shared_pipeline.scenarios import get_scenario
@@ -208,3 +209,17 @@ def test_the_report_command_writes_nothing_in_home(results: Path, tmp_path: Path
     assert (tmp_path / "out" / "REPORT.md").is_file()
     assert list(home.iterdir()) == []  # matplotlib's font cache went under root/runs/
     assert (tmp_path / "root" / "runs" / ".cache" / "mpl").is_dir()
+
+
+def test_graphs_do_not_depend_on_the_order_tasks_were_recorded(results: Path) -> None:
+    """Engines list tasks in run order (Prefect 1's sort differs per process): same chart."""
+    charted = 0
+    for path in run_records(results):
+        for run in read_record(path).runs:
+            chart = flowchart(run)
+            if chart is None:
+                continue
+            shuffled = run.model_copy(update={"tasks": run.tasks[::-1], "graph": run.graph[::-1]})
+            assert flowchart(shuffled) == chart, path.name
+            charted += 1
+    assert charted > 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from shared_pipeline.records import FlowRunRecord, TaskRecord
+from graphlib import TopologicalSorter
+
+from shared_pipeline.records import FlowRunRecord, GraphEdge, TaskRecord
 from shared_pipeline.vocabulary import StepState
 
 # One style per shared state, so every engine's graph reads the same way.
@@ -26,6 +28,22 @@ def _label(text: str) -> str:
     return text.replace('"', "#quot;")
 
 
+def _levels(graph: list[GraphEdge]) -> list[str]:
+    """Tasks level by level from the sources, by name within a level: the same chart whatever
+    order the engine listed its tasks in (Prefect 1's sort and start times differ run to run).
+    """
+    sorter: TopologicalSorter[str] = TopologicalSorter()
+    for edge in graph:
+        sorter.add(edge.downstream, edge.upstream)
+    sorter.prepare()
+    names: list[str] = []
+    while sorter.is_active():
+        level = sorted(sorter.get_ready())
+        names += level
+        sorter.done(*level)
+    return names
+
+
 def flowchart(run: FlowRunRecord) -> str | None:
     """The run's graph as a mermaid flowchart, nodes coloured by shared state; None if no graph."""
     if not run.graph:
@@ -34,10 +52,7 @@ def flowchart(run: FlowRunRecord) -> str | None:
     for task in run.tasks:
         by_name.setdefault(native_name(task), task)
         by_name.setdefault(task.task, task)
-    # Nodes in the order the run recorded its tasks, so the chart reads from start to end.
-    in_graph = {name for edge in run.graph for name in (edge.upstream, edge.downstream)}
-    names = [n for n in dict.fromkeys(native_name(t) for t in run.tasks) if n in in_graph]
-    names += sorted(in_graph - set(names))
+    names = _levels(run.graph)
     ids = {name: f"n{index}" for index, name in enumerate(names)}
     order = {name: index for index, name in enumerate(names)}
     edges = sorted(run.graph, key=lambda e: (order[e.upstream], order[e.downstream]))
