@@ -2,7 +2,7 @@
 from the flow-run state Prefect returns (plus the changes its state handlers saw, for history).
 
 Two engines: `prefect1` (the default local executor) and `prefect1-dask` (DaskExecutor against
-one LocalCluster of 2 worker processes, started once per session and closed in `close()`).
+one LocalCluster of 2 worker processes, started once per session and closed by its starter).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from shared_pipeline.faults import read_attempt_log
 from shared_pipeline.harness import EngineRun
 from shared_pipeline.records import GraphEdge, Limitation, NativeState, TaskRecord
 from shared_pipeline.vocabulary import FlowOutcome, StepState, map_native
-from shared_pipeline.workdirs import process_home
+from shared_pipeline.workdirs import SharedService, process_home
 
 VERSION = version("prefect")
 SOURCE = f"https://github.com/PrefectHQ/prefect/blob/{VERSION}/src/prefect"
@@ -215,7 +215,8 @@ def declared_graph(flow: Any) -> list[GraphEdge]:
 
 
 class DaskAdapter(LocalAdapter):
-    """`prefect1-dask`: the same flows on DaskExecutor, one LocalCluster of 2 worker processes.
+    """`prefect1-dask`: the same flows on DaskExecutor, one LocalCluster of 2 worker processes,
+    shared by the session's processes as a team shares its cluster (flow runs may queue there).
 
     Dask as users get it: worker processes are daemonic (distributed.worker.daemon), where
     Prefect 1 can only enforce a soft timeout.
@@ -237,11 +238,21 @@ class DaskAdapter(LocalAdapter):
 
     def __init__(self, out: Path) -> None:
         super().__init__(out)
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+        self.cluster: Any = None
+        # One cluster per session, for all its processes: an address-less DaskExecutor would
+        # start a new cluster for every flow run, and again for each retry of it.
+        self._service: SharedService | None = SharedService(
+            (out / "runs" / self.name / ".dask-cluster").resolve()
+        )
+        self.address = self._service.join(self._start_cluster)
+        atexit.register(self.close)
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    def _start_cluster(self) -> str:
         from distributed import LocalCluster
 
-        logging.getLogger("distributed").setLevel(logging.ERROR)
-        # One cluster per session: an address-less DaskExecutor would start a new cluster for
-        # every flow run, and again for each retry of it.
         self.cluster = LocalCluster(
             n_workers=2,
             threads_per_worker=1,
@@ -250,20 +261,28 @@ class DaskAdapter(LocalAdapter):
             dashboard_address="127.0.0.1:0",  # its HTTP server on a free loopback port
             local_directory=str(self.home / "dask-scratch"),
         )
-        atexit.register(self.close)
-        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-            signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        return self.cluster.scheduler_address
 
     def executor(self) -> Any:
         from prefect.executors import DaskExecutor
 
-        return DaskExecutor(address=self.cluster.scheduler_address)
+        return DaskExecutor(address=self.address)
 
     @property
     def worker_pids(self) -> list[int]:
-        return [w.process.pid for w in self.cluster.workers.values() if w.process is not None]
+        """The pids of the cluster's workers, as they report them (whoever started it)."""
+        from distributed import Client
+
+        with Client(self.address) as client:
+            return sorted(client.run(os.getpid).values())
 
     def close(self) -> None:
+        """Leave the cluster; the process that started it closes it once the others have left."""
+        if self._service is not None:
+            service, self._service = self._service, None
+            service.leave(self._close_cluster)
+
+    def _close_cluster(self) -> None:
         if self.cluster is not None:
             self.cluster.close()
             self.cluster = None

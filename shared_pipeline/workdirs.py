@@ -1,12 +1,14 @@
-"""Directories that several processes of one session share (`pytest -n 2` runs two): templates
-built once under a file lock, and an engine home of its own for each process.
+"""What several processes of one session share (`pytest -n 2` runs two): templates built once
+under a file lock, a service one of them runs for all, and an engine home of its own for each.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,6 +61,50 @@ def database_from_cli(
             _remove(home)
 
     return build_once(target, build)
+
+
+class SharedService:
+    """A service (a cluster, a server) that the processes of one session share (`pytest -n 2`
+    runs two): the first to join starts it, the others use its address, and the one that
+    started it stops it once every other user has left or ended. A file lock orders them.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.users = folder / "users"
+        self.users.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(folder / "lock")
+        self._state = folder / "service.json"
+        self.owner = False
+
+    def join(self, start: Callable[[], str]) -> str:
+        """The running service's address; if none runs (or its owner has ended), `start()`'s,
+        and this process owns it.
+        """
+        with self._lock:
+            state = json.loads(self._state.read_text()) if self._state.exists() else None
+            if state is not None and _alive(state["owner"]):
+                address = state["address"]
+            else:
+                address = start()
+                self._state.write_text(json.dumps({"address": address, "owner": os.getpid()}))
+                self.owner = True
+            (self.users / str(os.getpid())).touch()
+        return address
+
+    def leave(self, stop: Callable[[], None], wait_s: float = 600.0) -> None:
+        """Leave; the owner first waits (at most `wait_s`) for the other users, then `stop()`s."""
+        (self.users / str(os.getpid())).unlink(missing_ok=True)
+        if not self.owner:
+            return
+        deadline = time.monotonic() + wait_s
+        while True:
+            with self._lock:
+                others = [p for p in self.users.iterdir() if _alive(int(p.name))]
+                if not others or time.monotonic() > deadline:
+                    self._state.unlink(missing_ok=True)  # from now on, a newcomer starts its own
+                    break
+            time.sleep(0.2)
+        stop()
 
 
 def process_home(parent: Path) -> Path:

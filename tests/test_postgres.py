@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 from process_support import wait_gone
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+
+from shared_pipeline import postgres
 
 # Starts this process's server under OUT/runs/, prints its URL and pid, waits for a line on stdin,
 # then fails (or, if told "sleep", waits to be killed).
@@ -122,6 +124,23 @@ def test_server_stops_when_its_process_gets_sigterm(short_tmp: Path) -> None:
 
     assert process.returncode == 128 + signal.SIGTERM
     _assert_nothing_left(tmp_path, pid)
+
+
+def test_servers_start_on_a_copy_of_one_seeded_data_directory(short_tmp: Path) -> None:
+    runs = short_tmp / "runs"
+    seeds: list[str] = []
+
+    def seed(server: URL) -> None:
+        seeds.append(postgres.create_database(server, "template_db"))
+
+    seeded = postgres.seeded_data(runs, runs / ".cache" / "pg-seeded", seed)
+    assert postgres.seeded_data(runs, runs / ".cache" / "pg-seeded", seed) == seeded
+    assert len(seeds) == 1  # made once, then reused
+    assert not (seeded / "postmaster.pid").exists()  # a stopped server's, safe to copy
+
+    server = postgres.server_url(runs, seeded)
+    assert postgres.database_exists(server, "template_db")
+    assert make_url(server).query["host"].startswith(str(runs / ".postgres"))  # not the seed's
 
 
 # The control's conformance runs on PostgreSQL (tests/test_conformance.py), read again here.

@@ -1,4 +1,5 @@
-"""Templates are built once however many processes ask at the same time; each process gets an
+"""Templates are built once however many processes ask at the same time; a shared service is
+started by one process, used by the others and stopped after the last; each process gets an
 engine home of its own, and the homes of ended processes are removed."""
 
 from __future__ import annotations
@@ -7,9 +8,10 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
-from shared_pipeline.workdirs import build_once, database_from_cli, process_home
+from shared_pipeline.workdirs import SharedService, build_once, database_from_cli, process_home
 
 # Asks for the same template as the other processes; the build is slow enough to overlap them.
 BUILDER = textwrap.dedent(
@@ -90,13 +92,7 @@ def test_a_cli_builds_a_database_in_a_scratch_home_that_then_goes(tmp_path: Path
 
 
 def test_each_process_gets_a_fresh_home_and_ended_ones_go(tmp_path: Path) -> None:
-    ended = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    stale = tmp_path / ended.stdout.strip()
+    stale = tmp_path / str(_ended_pid())
     stale.mkdir()
     (stale / "prefect.db").write_text("left by an ended process")
     mine = tmp_path / str(os.getpid())
@@ -108,3 +104,72 @@ def test_each_process_gets_a_fresh_home_and_ended_ones_go(tmp_path: Path) -> Non
     assert home == mine
     assert list(home.iterdir()) == []
     assert not stale.exists()
+
+
+# Joins the service in FOLDER (its start would give "second"), says the address, waits until
+# GO exists, then leaves and notes when.
+USER = textwrap.dedent(
+    """
+    import pathlib, sys, time
+    from shared_pipeline.workdirs import SharedService
+
+    folder, go, left = (pathlib.Path(a) for a in sys.argv[1:4])
+    service = SharedService(folder)
+    print(service.join(lambda: "second"), service.owner, flush=True)
+    while not go.exists():
+        time.sleep(0.05)
+    left.write_text(str(time.time()))
+    service.leave(lambda: None)
+    """
+)
+
+
+def _ended_pid() -> int:
+    """The pid of a process that has ended."""
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(ended.stdout)
+
+
+def test_one_process_starts_a_shared_service_and_stops_it_after_the_last_user(
+    tmp_path: Path,
+) -> None:
+    folder, go, left = tmp_path / "service", tmp_path / "go", tmp_path / "left"
+    service = SharedService(folder)
+    assert service.join(lambda: "first") == "first" and service.owner
+    user = subprocess.Popen(
+        [sys.executable, "-c", USER, str(folder), str(go), str(left)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert user.stdout is not None
+    assert user.stdout.readline().split() == ["first", "False"]  # it used the running one
+
+    stopped: list[float] = []
+    go.write_text("")
+    service.leave(lambda: stopped.append(time.time()))  # waits for the other user to leave
+
+    assert user.wait(timeout=30) == 0
+    assert stopped and stopped[0] >= float(left.read_text())
+    # Stopped and forgotten: the next process to join starts a new one.
+    assert SharedService(folder).join(lambda: "third") == "third"
+
+
+def test_a_service_whose_starter_ended_is_started_anew_and_ended_users_are_not_waited_for(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "service"
+    folder.mkdir()
+    (folder / "service.json").write_text(f'{{"address": "gone", "owner": {_ended_pid()}}}')
+    (folder / "users").mkdir()
+    (folder / "users" / str(_ended_pid())).touch()  # a user that ended without leaving
+
+    service = SharedService(folder)
+    assert service.join(lambda: "new") == "new" and service.owner
+    stopped: list[str] = []
+    service.leave(lambda: stopped.append("stopped"), wait_s=30)
+    assert stopped == ["stopped"]
