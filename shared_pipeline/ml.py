@@ -47,9 +47,7 @@ def vectorize(dicts: list[dict[str, Any]]) -> tuple[DictVectorizer, Any]:
 
 
 def make_model(candidate: dict[str, Any], vectorizer: DictVectorizer | None = None) -> Pipeline:
-    """DictVectorizer + regressor, so a registered model predicts from rows. With `vectorizer`
-    (already fitted), fit only the regressor: `model[-1].fit(matrix, target)`.
-    """
+    """DictVectorizer (a new one, or `vectorizer`) + regressor: a model that predicts from rows."""
     kind = candidate["model"]
     if kind == "linear":
         regressor = LinearRegression()
@@ -58,6 +56,15 @@ def make_model(candidate: dict[str, Any], vectorizer: DictVectorizer | None = No
     else:
         raise ValueError(f"unknown model kind {kind!r}")
     return make_pipeline(vectorizer or DictVectorizer(), regressor)
+
+
+def fit_on_matrix(
+    candidate: dict[str, Any], vectorizer: DictVectorizer, matrix: Any, target: np.ndarray
+) -> Pipeline:
+    """The candidate with `vectorizer`, which made `matrix`: only its regressor is fitted."""
+    model = make_model(candidate, vectorizer)
+    model[-1].fit(matrix, target)
+    return model
 
 
 def rmse(model: Pipeline, dicts: list[dict[str, Any]], target: np.ndarray) -> float:

@@ -138,8 +138,7 @@ def train(run_dir: str, features_result: dict[str, Any], candidate: Candidate) -
             matrix, target = matrix[rows], target[rows]
         target = attempt.corrupt_if_planned(target)
         attempt.hang_if_planned()
-        model = ml.make_model(candidate, bundle["vectorizer"])
-        model[-1].fit(matrix, target)
+        model = ml.fit_on_matrix(candidate, bundle["vectorizer"], matrix, target)
         path = attempt.ctx.path / "models" / f"{candidate['key']}.pkl"
         _atomic_pickle(model, path)
         return {"key": candidate["key"], "model_path": str(path), "n_rows": len(target)}
