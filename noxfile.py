@@ -6,6 +6,9 @@ import hashlib
 import os
 import re
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import nox
@@ -14,8 +17,9 @@ ROOT = Path(__file__).parent
 PYTHON = "3.11"
 
 nox.options.default_venv_backend = "uv"
-# Plain `nox`: lint, tests, every engine, then the report from the records they wrote.
-nox.options.sessions = ["lint", "tests", "prefect2", "prefect1", "airflow", "report"]
+# The README's test command (CI's `.ci/run`), and plain `nox`: that, then the report.
+TEST_COMMAND = ["lint", "tests", "prefect2", "prefect1", "airflow"]
+nox.options.sessions = [*TEST_COMMAND, "report"]
 # This machine sets PYTHONDONTWRITEBYTECODE=1 and uv does not compile by default: without this
 # every process recompiles every import (Prefect and MLflow take seconds longer to import).
 os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
@@ -155,6 +159,27 @@ def airflow(session: nox.Session) -> None:
     """Airflow 3 TaskFlow DAGs under dag.test(): every scenario, conformance, Airflow checks."""
     _install(session, *AIRFLOW)
     _conformance(session, "airflow", "test_airflow.py")
+
+
+@nox.session(python=False, name="under-load")
+def under_load(session: nox.Session) -> None:
+    """The test command (or `nox` ARGS after --) beside a busy loop on one core: CI's load.
+
+    Exits with the inner run's status; the busy loop ends with it.
+    """
+    args = session.posargs or ["-s", *TEST_COMMAND]
+    hog = subprocess.Popen(
+        [sys.executable, "-c", "while True: pass"],
+        preexec_fn=lambda: os.sched_setaffinity(0, {0}),  # one core busy, the other free
+    )
+    started = time.monotonic()
+    try:
+        session.run(sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"), *args)
+    finally:
+        hog.kill()
+        hog.wait()
+        elapsed = time.monotonic() - started
+        session.log(f"beside a busy core: nox {' '.join(args)} took {elapsed:.0f} s")
 
 
 # Engines in the overhead benchmark, with what their venv needs (shared_pipeline/bench/).

@@ -13,8 +13,14 @@ from collections.abc import Iterable, Iterator
 from importlib.metadata import version
 from typing import Any
 
+from shared_pipeline.headroom import over
+
 VERSION = version("prefect")
 MAJOR = int(VERSION.split(".")[0])
+# 3.x's API server subprocess started in 10.1 s beside a busy core and an Airflow test session
+# (8-10 s idle), rounded up; Prefect's own wait for it
+# (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS) is 20 s, two slow starts from a failure.
+SERVER_START_S = 12.0
 
 
 def final_states(futures: Iterable[Any]) -> list[Any]:
@@ -44,7 +50,7 @@ class ApiServer:
         from prefect.server.api.server import SubprocessASGIServer
 
         self._server = SubprocessASGIServer()
-        self._server.start()
+        self._server.start(timeout=int(over(SERVER_START_S)))
         atexit.register(self.stop)
         if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

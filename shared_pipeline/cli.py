@@ -183,6 +183,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     settings = Settings() if args.trips is None else Settings(trips_per_month=args.trips)
     db_url = check_database(args.db_url) if args.db_url else None
     made = _make_out(args.out)
+    records: list = []
     try:
         if args.db == "postgres" and db_url is None:
             from shared_pipeline.postgres import socket_path_problem
@@ -190,33 +191,32 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             if problem := socket_path_problem(args.out.absolute() / "runs"):
                 raise CLIError(f"--out {args.out}: {problem}")
         adapter = load_adapter(args.engine, args.out)
-    except BaseException:
-        _discard(made)
-        raise
-    scenarios = CATALOGUE if args.scenario == "all" else (SCENARIOS[args.scenario],)
-    records = []
-    with contextlib.closing(adapter), console.status("") as status:
-        for index, scenario in enumerate(scenarios, start=1):
-            label = f"[{index}/{len(scenarios)}] {adapter.name} {scenario.id}"
+        scenarios = CATALOGUE if args.scenario == "all" else (SCENARIOS[args.scenario],)
+        with contextlib.closing(adapter), console.status("") as status:
+            for index, scenario in enumerate(scenarios, start=1):
+                label = f"[{index}/{len(scenarios)}] {adapter.name} {scenario.id}"
 
-            def progress(message: str, label: str = label) -> None:
-                status.update(f"{label}: {message}")
+                def progress(message: str, label: str = label) -> None:
+                    status.update(f"{label}: {message}")
 
-            progress("starting")
-            records.append(
-                run_scenario(
-                    adapter,
-                    scenario,
-                    args.out,
-                    base_settings=settings,
-                    db=args.db,
-                    db_url=db_url,
-                    on_progress=progress,
+                progress("starting")
+                records.append(
+                    run_scenario(
+                        adapter,
+                        scenario,
+                        args.out,
+                        base_settings=settings,
+                        db=args.db,
+                        db_url=db_url,
+                        on_progress=progress,
+                    )
                 )
-            )
-            console.log(
-                f"{label}: {records[-1].runs[-1].native_state} ({records[-1].wall_seconds:.1f} s)"
-            )
+                last = records[-1]
+                console.log(f"{label}: {last.runs[-1].native_state} ({last.wall_seconds:.1f} s)")
+    except (CLIError, ScenarioError):
+        if not records:  # the run could not start: leave no folder it made behind
+            _discard(made)
+        raise
     return 1 if print_summary(records, console) else 0
 
 

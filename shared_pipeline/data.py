@@ -3,8 +3,11 @@ and loading/reading them per month through SQLAlchemy."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
@@ -248,8 +251,18 @@ def _read_only_sqlite_url(url: URL) -> URL:
     return url.set(database=uri, query={**url.query, "mode": "ro", "uri": "true"})
 
 
-def read_month_sql(db_url: str, month: str, *, timeout_s: float = 0.2) -> pd.DataFrame:
-    """SELECT * from `month`'s table; the reader gives up on a locked table after `timeout_s`."""
+def read_month_sql(
+    db_url: str,
+    month: str,
+    *,
+    timeout_s: float = 0.2,
+    lock_wait: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+) -> pd.DataFrame:
+    """SELECT * from `month`'s table; the reader gives up on a locked table after `timeout_s`.
+
+    `lock_wait()` wraps the part that timeout guards: the query's start, until the database lets
+    it read (SQLite's first row; PostgreSQL's cursor declared, its table lock granted).
+    """
     url = make_url(db_url)
     connect_args: dict[str, object] = {}
     if url.get_backend_name() == "sqlite":
@@ -266,7 +279,11 @@ def read_month_sql(db_url: str, month: str, *, timeout_s: float = 0.2) -> pd.Dat
         # Executed here rather than by pd.read_sql, which would wrap SQLAlchemy's OperationalError
         # ("database is locked", "no such table") in its own DatabaseError.
         with engine.connect() as conn:
-            result = conn.execute(query)
+            if url.get_backend_name() == "postgresql":
+                # A server-side cursor: execute() returns once the lock is granted, rows follow.
+                conn = conn.execution_options(stream_results=True, max_row_buffer=10_000)
+            with lock_wait():
+                result = conn.execute(query)
             # Plain tuples: from_records probes each SQLAlchemy Row for keys (an exception per row).
             frame = pd.DataFrame.from_records(
                 [tuple(row) for row in result], columns=list(result.keys()), coerce_float=True

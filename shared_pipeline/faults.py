@@ -11,7 +11,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,7 +41,7 @@ def _connect(run_dir: str | Path) -> sqlite3.Connection:
     conn.execute(
         "CREATE TABLE IF NOT EXISTS attempts (id INTEGER PRIMARY KEY, run INTEGER, step TEXT,"
         " key TEXT, attempt INTEGER, fault TEXT, pid INTEGER, started TEXT, ended TEXT,"
-        " outcome TEXT, error TEXT)"
+        " outcome TEXT, error TEXT, clocked REAL)"
     )
     return conn
 
@@ -55,7 +55,7 @@ def read_attempt_log(run_dir: str | Path, run: int | None = None) -> list[dict]:
     conn.row_factory = sqlite3.Row
     try:
         rows = conn.execute(
-            "SELECT run, step, key, attempt, fault, pid, started, ended, outcome, error"
+            "SELECT run, step, key, attempt, fault, pid, started, ended, outcome, error, clocked"
             " FROM attempts ORDER BY id"
         ).fetchall()
     finally:
@@ -88,6 +88,16 @@ class Attempt:
     key: str | None
     number: int
     fault: FaultKind | None
+    clocked: list[float] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def clock(self) -> Iterator[None]:
+        """Time a part of this attempt that a clock of its own guards: a lock wait, one request."""
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.clocked.append(time.perf_counter() - began)
 
     @property
     def db_url(self) -> str:
@@ -211,6 +221,7 @@ def step_attempt(run_dir: str | Path, step: str, key: str | None = None) -> Iter
         conn.close()
 
     outcome, error = "completed", None
+    attempt = Attempt(ctx=ctx, step=step, key=key, number=number, fault=fault)
     began = time.monotonic()
     try:
         with contextlib.ExitStack() as stack:
@@ -218,7 +229,7 @@ def step_attempt(run_dir: str | Path, step: str, key: str | None = None) -> Iter
                 stack.enter_context(_db_lock(ctx.db_url, key))
             elif fault in API_FAULTS:
                 stack.enter_context(_api_mode(ctx, API_FAULTS[fault]))
-            yield Attempt(ctx=ctx, step=step, key=key, number=number, fault=fault)
+            yield attempt
     except BaseException as exc:  # timeouts arrive as BaseException subclasses in some engines
         # A hang that ran to its cap was not interrupted, whatever exception the engine then
         # delivered: a thread-based cancel lands as soon as the blocked call returns at the cap.
@@ -230,8 +241,8 @@ def step_attempt(run_dir: str | Path, step: str, key: str | None = None) -> Iter
         conn = _connect(run_dir)
         try:
             conn.execute(
-                "UPDATE attempts SET ended = ?, outcome = ?, error = ? WHERE id = ?",
-                (_now(), outcome, error, row_id),
+                "UPDATE attempts SET ended = ?, outcome = ?, error = ?, clocked = ? WHERE id = ?",
+                (_now(), outcome, error, max(attempt.clocked, default=None), row_id),
             )
         finally:
             conn.close()

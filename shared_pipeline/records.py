@@ -53,6 +53,9 @@ class AttemptLogEntry(_Strict):
     ended: datetime | None
     outcome: str | None
     error: str | None
+    # Where a step's clock guards only part of an attempt (the wait for a table lock, one HTTP
+    # request), the longest such part in seconds; None where it guards the whole attempt.
+    clocked: float | None = None
 
     @property
     def task(self) -> str:

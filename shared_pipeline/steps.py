@@ -39,7 +39,9 @@ def extract(run_dir: str, month: str) -> str:
     """Read one month of trips from the SQL database into a parquet file; returns its path."""
     with step_attempt(run_dir, "extract", month) as attempt:
         settings = attempt.ctx.settings
-        trips = read_month_sql(attempt.db_url, month, timeout_s=settings.db_busy_timeout_s)
+        trips = read_month_sql(
+            attempt.db_url, month, timeout_s=settings.db_busy_timeout_s, lock_wait=attempt.clock
+        )
         path = attempt.ctx.path / "data" / f"green_tripdata_{month}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -61,16 +63,13 @@ def read(run_dir: str, month: str, parquet_path: str) -> dict[str, Any]:
 def enrich(run_dir: str, months: list[str]) -> dict[str, dict[str, float]]:
     """Fetch each month's zone congestion from the enrichment HTTP API."""
     with step_attempt(run_dir, "enrich") as attempt:
-        ctx = attempt.ctx
-        return {
-            month: {
-                str(zone): value
-                for zone, value in fetch_zone_congestion(
-                    ctx.api_url, month, timeout=ctx.settings.api_timeout_s
-                ).items()
-            }
-            for month in months
-        }
+        url, timeout = attempt.ctx.api_url, attempt.ctx.settings.api_timeout_s
+        congestion = {}
+        for month in months:
+            with attempt.clock():  # the client's timeout guards each request
+                zones = fetch_zone_congestion(url, month, timeout=timeout)
+            congestion[month] = {str(zone): value for zone, value in zones.items()}
+        return congestion
 
 
 def features(
@@ -80,7 +79,8 @@ def features(
     enrichment: dict[str, dict[str, float]] | None,
 ) -> dict[str, Any]:
     """PU_DO + trip_distance (+ congestion when enrichment is available) as DictVectorizer rows,
-    and the training month vectorized once: every candidate fits on that matrix.
+    and the training month vectorized once: every candidate fits on that matrix, saved apart so
+    that training loads only what it fits on.
     """
     with step_attempt(run_dir, "features") as attempt:
         bundle: dict[str, Any] = {}
@@ -88,11 +88,14 @@ def features(
             frame = pd.read_parquet(read_result["path"])
             congestion = enrichment[read_result["month"]] if enrichment else None
             bundle[split] = (ml.feature_dicts(frame, congestion), frame["duration"].to_numpy())
-        bundle["vectorizer"], bundle["train_matrix"] = ml.vectorize(bundle["train"][0])
+        vectorizer, matrix = ml.vectorize(bundle["train"][0])
         path = attempt.ctx.path / "data" / "features.pkl"
+        matrix_path = path.with_name("train_matrix.pkl")
         _atomic_pickle(bundle, path)
+        _atomic_pickle((vectorizer, matrix, bundle["train"][1]), matrix_path)
         return {
             "path": str(path),
+            "matrix_path": str(matrix_path),
             "enriched": enrichment is not None,
             "n_train": len(bundle["train"][1]),
             "n_valid": len(bundle["valid"][1]),
@@ -127,8 +130,7 @@ def train(run_dir: str, features_result: dict[str, Any], candidate: Candidate) -
     DictVectorizer as one model (rows in, minutes out) and returns where.
     """
     with step_attempt(run_dir, "train", candidate["key"]) as attempt:
-        bundle = _load_pickle(features_result["path"])
-        matrix, target = bundle["train_matrix"], bundle["train"][1]
+        vectorizer, matrix, target = _load_pickle(features_result["matrix_path"])
         fraction = candidate.get("sample_fraction", 1.0)
         if fraction < 1.0:
             # Nested samples (a prefix of one fixed permutation): round N+1 sees all of round N.
@@ -138,7 +140,7 @@ def train(run_dir: str, features_result: dict[str, Any], candidate: Candidate) -
             matrix, target = matrix[rows], target[rows]
         target = attempt.corrupt_if_planned(target)
         attempt.hang_if_planned()
-        model = ml.fit_on_matrix(candidate, bundle["vectorizer"], matrix, target)
+        model = ml.fit_on_matrix(candidate, vectorizer, matrix, target)
         path = attempt.ctx.path / "models" / f"{candidate['key']}.pkl"
         _atomic_pickle(model, path)
         return {"key": candidate["key"], "model_path": str(path), "n_rows": len(target)}

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from shared_pipeline.conformance import check_record
+from shared_pipeline.headroom import MIN_HEADROOM, headrooms
 from shared_pipeline.records import DEFAULT_BACKEND, RunRecord
 from shared_pipeline.timeouts import record_verdicts
 from shared_pipeline.timeouts import summary as timeout_summary
@@ -63,6 +64,9 @@ def print_summary(records: list[RunRecord], console: Console | None = None) -> i
     """Print the table and any spec mismatches; returns how many records do not conform."""
     console = console or Console()
     console.print(summary_table(records))
+    for headroom in headrooms(records):
+        colour = "green" if headroom.enough else "red"
+        console.print(f"[{colour}]clock[/] {escape(headroom.line())} (rule: ≥ {MIN_HEADROOM:g}×)")
     failing = 0
     for record in records:
         problems = check_record(record)

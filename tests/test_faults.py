@@ -78,6 +78,10 @@ def test_db_locked_fails_with_the_real_lock_error_until_the_unplanned_attempt(
     ]
     assert all("OperationalError" in r["error"] and "locked" in r["error"] for r in log[:2])
     assert log[2]["error"] is None
+    # The busy timeout times only the wait for the lock: the locked attempts waited all of it.
+    assert all(r["clocked"] >= SMALL.db_busy_timeout_s for r in log[:2])
+    started, ended = (datetime.fromisoformat(log[2][k]) for k in ("started", "ended"))
+    assert 0 <= log[2]["clocked"] <= (ended - started).total_seconds()
 
 
 @pytest.mark.timeout(60)

@@ -21,6 +21,11 @@ class Records:
     def get(self, engine: str, scenario: str) -> RunRecord | None:
         return self.by_engine.get(engine, {}).get(scenario)
 
+    def all(self) -> list[RunRecord]:
+        """Every record, on every source database."""
+        own = [r for records in self.by_engine.values() for r in records.values()]
+        return own + [r for other in self.other_backends.values() for r in other.all()]
+
     def count(self) -> int:
         own = sum(len(records) for records in self.by_engine.values())
         return own + sum(other.count() for other in self.other_backends.values())

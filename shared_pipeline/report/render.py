@@ -7,6 +7,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 from shared_pipeline.conformance import check_record
+from shared_pipeline.headroom import MIN_HEADROOM, headrooms
 from shared_pipeline.records import RunRecord
 from shared_pipeline.report import bench as bench_section
 from shared_pipeline.report.cells import (
@@ -102,6 +103,7 @@ class Report:
     def contents(self, bench: bool) -> list[str]:
         sections = [
             ("The matrix", "the-matrix"),
+            ("Clocks: headroom over healthy work", "clocks"),
             ("Graphs: declared before the run, or observed in it", "graphs"),
             ("Scenarios", "scenarios"),
             ("Negative engineering: lines of failure-handling code", "negative-engineering"),
@@ -222,6 +224,30 @@ class Report:
             for (key, scenario), problems in sorted(failing):
                 for problem in problems:
                     lines.append(f"- {self.label(key)}, {scenario}: {problem}")
+        return lines
+
+    def clocks(self) -> list[str]:
+        lines = [
+            "",
+            '<a id="clocks"></a>',
+            "",
+            "## Clocks: headroom over healthy work",
+            "",
+            "No healthy step may race a clock: each clock a step runs under is meant to be at "
+            f"least {MIN_HEADROOM:g}× the slowest healthy attempt of what it times, on a busy "
+            "machine ([`shared_pipeline/headroom.py`]"
+            f"({self.link('shared_pipeline/headroom.py')})). Measured over every record "
+            "below: attempts that met no fault and completed, as the steps logged them.",
+            "",
+            "| step | clock | what it times | slowest healthy attempt | in | headroom |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for h in headrooms(self.records.all()):
+            mark = "" if h.enough else " ✗"
+            lines.append(
+                f"| {h.clock.step} | `{h.clock.setting}` = {h.limit_s:g} s | {h.clock.guards} | "
+                f"{h.slowest_s:.3f} s | {h.where} | {h.ratio:.0f}×{mark} |"
+            )
         return lines
 
     def graphs(self) -> list[str]:
@@ -485,6 +511,7 @@ class Report:
             *self.header(),
             *self.contents(bool(bench_lines)),
             *self.matrix(),
+            *self.clocks(),
             *self.graphs(),
             *scenarios,
             *self.negative_engineering(),
