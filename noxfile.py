@@ -42,7 +42,7 @@ PREFECT = {
 # (SQLAlchemy 2.1, pydantic 2.14, pandas 3, MLflow 3 with 3.3.2).
 AIRFLOW = ["apache-airflow>=3.3,<4"]
 
-# Prefect 1 in its own Python 3.11 venv. Every pin was measured on this machine (FACTS.md):
+# Prefect 1 in its own Python 3.11 venv. Every pin was measured on this machine; why, beside it:
 PREFECT1 = [
     "prefect==1.4.1",
     # 3.x breaks Prefect 1's cron schedules: module 'pendulum.tz' has no attribute '_Timezone'.

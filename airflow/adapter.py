@@ -10,10 +10,8 @@ from __future__ import annotations
 import atexit
 import gc
 import os
-import shutil
 import sys
 import time
-from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,8 @@ from typing import Any
 from shared_pipeline.harness import EngineRun
 from shared_pipeline.records import GraphEdge, Limitation, NativeState, TaskRecord
 from shared_pipeline.vocabulary import FlowOutcome, StepState, map_native
-from shared_pipeline.workdirs import database_from_cli, process_home
+from shared_pipeline.vocabulary import task_state as shared_task_state
+from shared_pipeline.workdirs import database_from_cli, engine_home
 
 DAGS_FOLDER = Path(__file__).resolve().parent
 if str(DAGS_FOLDER) not in sys.path:
@@ -49,12 +48,9 @@ DAG_RUN_STATES = {"success": FlowOutcome.COMPLETED, "failed": FlowOutcome.FAILED
 
 def task_state(native: str, tries: int) -> StepState:
     """The shared state of a task instance that ended `native` after `tries` tries in this run."""
-    state = map_native(TASK_STATES, native, "shared state for Airflow task instance state")
-    if state is StepState.COMPLETED and tries == 0:
-        return StepState.CACHED
-    if state is StepState.COMPLETED and tries > 1:
-        return StepState.COMPLETED_AFTER_RETRY
-    return state
+    what = "shared state for Airflow task instance state"
+    state = shared_task_state(TASK_STATES, native, tries, what)
+    return StepState.CACHED if state is StepState.COMPLETED and tries == 0 else state
 
 
 def flow_outcome(native: str) -> FlowOutcome:
@@ -133,22 +129,6 @@ def _airflow_env(home: Path) -> dict[str, str]:
     }
 
 
-def _configure(home: Path, cache: Path) -> None:
-    """Point Airflow at this process's own (fresh) home; must happen before airflow is imported."""
-    if "airflow" in sys.modules:
-        raise RuntimeError("airflow was imported before AIRFLOW_HOME was set")
-    shutil.copyfile(_migrated_database(cache), home / "airflow.db")
-    os.environ.update(_airflow_env(home))
-
-
-@dataclass
-class _DagRunRef:
-    dag_id: str
-    run_id: str
-    state: str
-    tries: dict[tuple[str, int], int]  # try_number of each task instance when the run ended
-
-
 class AirflowAdapter:
     """One per process: one metadata database, every DAG run with dag.test() on the main thread."""
 
@@ -158,8 +138,12 @@ class AirflowAdapter:
 
     def __init__(self, out: Path) -> None:
         # A home of its own per process: one metadata database each (`pytest -n 2` runs two).
-        self.home = process_home((out / "runs" / self.name / ".airflow-home").resolve())
-        _configure(self.home, (out / "runs" / ".cache").resolve())
+        self.home = engine_home(
+            (out / "runs" / self.name / ".airflow-home").resolve(),
+            ("airflow",),
+            _airflow_env,
+            (_migrated_database((out / "runs" / ".cache").resolve()), "airflow.db"),
+        )
         from airflow.dag_processing.dagbag import DagBag
 
         # The DAG files import their sibling modules: DAGS_FOLDER is on sys.path (see above).
@@ -167,7 +151,6 @@ class AirflowAdapter:
         if bag.import_errors:
             raise RuntimeError(f"DAG files failed to import: {bag.import_errors}")
         self.dags = {flow: bag.dags[dag_id] for flow, dag_id in DAG_IDS.items()}
-        self._runs: dict[tuple[str, str], _DagRunRef] = {}
         # Airflow's object graph makes the interpreter's last garbage collection take seconds
         # (10 s on a loaded 2-core machine); frozen objects are skipped, files are closed anyway.
         atexit.register(gc.freeze)
@@ -178,30 +161,23 @@ class AirflowAdapter:
         if settings.engine is not None:
             settings.engine.dispose()
 
-    def run_flow(self, run_dir: str, flow: str) -> EngineRun:
+    def run_flow(self, run_dir: str, flow: str, resume: bool = False) -> EngineRun:
         dag = self.dags[flow]
-        previous = self._runs.get((run_dir, flow))
+        previous = last_dag_run(dag.dag_id, run_dir) if resume else None
         # report: begin resume
-        if previous is not None and previous.state == "failed":
+        if previous is not None and previous[1] == "failed":
             # The operator fixed the cause: clear what failed in that DAG run and run it again.
-            run_id = resume_dag_run(dag, previous.run_id)
-            before = previous.tries
+            tries = {(t["task_id"], t["map_index"]): t["try_number"] for t in previous[2]}
+            run_id = resume_dag_run(dag, previous[0])
         # report: end resume
         else:
-            run_id = dag.test(run_conf={"run_dir": run_dir}).run_id
-            before = {}
+            run_id, tries = dag.test(run_conf={"run_dir": run_dir}).run_id, {}
         state, tis = read_dag_run(dag.dag_id, run_id)
-        self._runs[(run_dir, flow)] = _DagRunRef(
-            dag.dag_id,
-            run_id,
-            state,
-            {(ti["task_id"], ti["map_index"]): ti["try_number"] for ti in tis},
-        )
         return EngineRun(
             native_state=state,
             native_message=f"DAG run {dag.dag_id} / {run_id}",
             outcome=flow_outcome(state),
-            tasks=[_task_record(ti, before) for ti in tis],
+            tasks=[_task_record(ti, tries) for ti in tis],
             graph_kind="declared",
             graph=declared_graph(dag),
         )
@@ -214,6 +190,23 @@ def declared_graph(dag: Any) -> list[GraphEdge]:
         for task_id in sorted(dag.task_dict)
         for downstream in sorted(dag.task_dict[task_id].downstream_task_ids)
     ]
+
+
+def last_dag_run(dag_id: str, run_dir: str) -> tuple[str, str, list[dict[str, Any]]] | None:
+    """The latest DAG run of `dag_id` for `run_dir` in this metadata database: its run id, its
+    state and its task instances (as read_dag_run gives them), or None.
+    """
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        runs = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id)).all()
+        mine = [r for r in runs if (r.conf or {}).get("run_dir") == run_dir]
+        if not mine:
+            return None
+        run_id = max(mine, key=lambda r: r.id).run_id
+    return (run_id, *read_dag_run(dag_id, run_id))
 
 
 def read_dag_run(dag_id: str, run_id: str) -> tuple[str, list[dict[str, Any]]]:
@@ -269,11 +262,8 @@ def _task_record(ti: dict[str, Any], tries_before: dict[tuple[str, int], int]) -
     task = shared_task_id(ti["task_id"], label)
     # Tries in this flow run: a resumed DAG run keeps the tries of the run before the fix.
     tries = ti["try_number"] - tries_before.get((ti["task_id"], ti["map_index"]), 0)
-    step, _, key = task.partition("[")
-    return TaskRecord(
-        task=task,
-        step=step,
-        key=key.rstrip("]") or None,
+    return TaskRecord.of(
+        task,
         native_id=f"{ti['task_id']} map_index={ti['map_index']}" if mapped else ti["task_id"],
         native_state=native,
         native_history=ti["history"],

@@ -101,8 +101,7 @@ def gate(run_dir: str, train_read: dict[str, Any], evaluation: dict[str, Any]) -
 
 @task
 def register(run_dir: str, features_result: dict, evaluation: dict) -> dict[str, Any]:
-    degraded = not features_result["enriched"]  # trained without the API's features
-    return steps.register(run_dir, features_result, evaluation, degraded)
+    return steps.register(run_dir, features_result, evaluation)
 
 
 def prepare() -> tuple[Any, Any]:

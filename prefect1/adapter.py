@@ -10,8 +10,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import signal
-import sys
 import time
 from collections import defaultdict
 from datetime import datetime
@@ -22,9 +20,11 @@ from typing import Any
 from shared_pipeline.context import current_run, load_context
 from shared_pipeline.faults import read_attempt_log
 from shared_pipeline.harness import EngineRun
+from shared_pipeline.processes import exit_on_sigterm
 from shared_pipeline.records import GraphEdge, Limitation, NativeState, TaskRecord
 from shared_pipeline.vocabulary import FlowOutcome, StepState, map_native
-from shared_pipeline.workdirs import SharedService, process_home
+from shared_pipeline.vocabulary import task_state as shared_task_state
+from shared_pipeline.workdirs import SharedService, engine_home
 
 VERSION = version("prefect")
 SOURCE = f"https://github.com/PrefectHQ/prefect/blob/{VERSION}/src/prefect"
@@ -49,25 +49,18 @@ FLOW_STATES = {
 
 
 def task_state(name: str, attempts: int) -> StepState:
-    state = map_native(TASK_STATES, name, "shared state for Prefect 1 task state")
-    if state is StepState.COMPLETED and attempts > 1:
-        return StepState.COMPLETED_AFTER_RETRY
-    return state
+    return shared_task_state(TASK_STATES, name, attempts, "shared state for Prefect 1 task state")
 
 
 def flow_outcome(name: str) -> FlowOutcome:
     return map_native(FLOW_STATES, name, "shared outcome for Prefect 1 flow state")
 
 
-def configure(home: Path) -> None:
-    """Point Prefect 1 (and Dask) at a process's own home; must happen before the imports.
-
-    Prefect 1 reads its configuration once, at `import prefect`.
+def prefect1_env(home: Path) -> dict[str, str]:
+    """Prefect 1's (and Dask's) settings for a process's own home: Prefect 1 reads them once,
+    at `import prefect`.
     """
-    for module in ("prefect", "distributed"):
-        if module in sys.modules:
-            raise RuntimeError(f"{module} was imported before its settings were made")
-    os.environ.update(
+    return dict(
         PREFECT__HOME_DIR=str(home),  # default LocalResult dir (home/results) and any state
         PREFECT__USER_CONFIG_PATH=str(home / "config.toml"),  # not a user's ~/.prefect config
         PREFECT__BACKEND="server",  # never Prefect Cloud (flow.run() talks to no backend)
@@ -105,8 +98,11 @@ class LocalAdapter:
 
     def __init__(self, out: Path) -> None:
         # A fresh home per process (`pytest -n 2` runs two): results, Dask scratch.
-        self.home = process_home((out / "runs" / self.name / ".prefect-home").resolve())
-        configure(self.home)
+        self.home = engine_home(
+            (out / "runs" / self.name / ".prefect-home").resolve(),
+            ("prefect", "distributed"),
+            prefect1_env,
+        )
         from prefect1.flows import FLOWS
 
         for flow in FLOWS.values():
@@ -124,7 +120,8 @@ class LocalAdapter:
     def close(self) -> None:
         """Nothing runs between flow runs."""
 
-    def run_flow(self, run_dir: str, flow: str) -> EngineRun:
+    def run_flow(self, run_dir: str, flow: str, resume: bool = False) -> EngineRun:
+        # A resumed run needs nothing else: every run's targets find the results the last left.
         from prefect1.transitions import read_transitions, record_transition
 
         prefect_flow = self._flows[flow]
@@ -188,16 +185,13 @@ def _record(name: str, native_id: str, state: Any, changes: list[dict]) -> TaskR
     ran = [c for c in changes if c["new"] == "Running"]
     # Prefect's own count (context.task_run_count); loop iterations are not attempts.
     attempts = changes[-1]["run_count"] if ran else 0
-    step, _, key = name.partition("[")
     history = [NativeState(name=changes[0]["old"])] if changes else []
     history += [
         NativeState(name=c["new"], at=datetime.fromisoformat(c["at"]), message=c["message"])
         for c in changes
     ]
-    return TaskRecord(
-        task=name,
-        step=step,
-        key=key.rstrip("]") or None,
+    return TaskRecord.of(
+        name,
         native_id=native_id,
         native_state=native,
         native_history=history,
@@ -247,8 +241,7 @@ class DaskAdapter(LocalAdapter):
         )
         self.address = self._service.join(self._start_cluster)
         atexit.register(self.close)
-        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-            signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        exit_on_sigterm()
 
     def _start_cluster(self) -> str:
         from distributed import LocalCluster

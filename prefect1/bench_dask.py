@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import atexit
 import logging
-import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 from prefect1 import bench
 from prefect1.bench import VERSION, chain, fanout
+from shared_pipeline.processes import exit_on_sigterm
 
 __all__ = ["VERSION", "chain", "fanout", "pids", "start", "stop"]
 
@@ -37,8 +36,7 @@ def start(workdir: Path) -> None:
     )
     _cluster.append(cluster)
     atexit.register(stop)
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so atexit closes the cluster
+    exit_on_sigterm()  # so atexit closes the cluster
     bench.use_executor(lambda: DaskExecutor(address=cluster.scheduler_address))
 
 

@@ -15,7 +15,7 @@ from prefect.engine.state import Success
 from prefect.tasks.control_flow import FilterTask
 from prefect.triggers import all_finished, any_successful
 
-from prefect1.hooks import notify_flow_failed, notify_task_failed
+from prefect1.hooks import FLOW_NOTIFIED, NOTIFIED
 from shared_pipeline import steps
 from shared_pipeline.settings import Settings
 
@@ -34,33 +34,29 @@ RESUMABLE: dict[str, Any] = dict(
     target="{parameters[run_dir]}/prefect1-results/{task_full_name}.pickle",
 )
 # report: end resume
-
-
-@task(
-    # report: begin retries
+# report: begin retries
+EXTRACT_RETRIES: dict[str, Any] = dict(
     max_retries=SETTINGS.extract_retries,
     retry_delay=timedelta(seconds=SETTINGS.extract_retry_delay_s),
-    # report: end retries
-    state_handlers=[notify_task_failed],
-    **RESUMABLE,
 )
+ENRICH_RETRIES: dict[str, Any] = dict(
+    max_retries=SETTINGS.enrich_retries,
+    retry_delay=timedelta(seconds=SETTINGS.enrich_retry_delay_s),
+)
+# report: end retries
+
+
+@task(**EXTRACT_RETRIES, **NOTIFIED, **RESUMABLE)
 def extract(run_dir: str, month: str) -> str:
     return steps.extract(run_dir, month)
 
 
-@task(state_handlers=[notify_task_failed], **RESUMABLE)
+@task(**NOTIFIED, **RESUMABLE)
 def read(run_dir: str, month: str, parquet_path: str) -> dict[str, Any]:
     return steps.read(run_dir, month, parquet_path)
 
 
-@task(
-    # report: begin retries
-    max_retries=SETTINGS.enrich_retries,
-    retry_delay=timedelta(seconds=SETTINGS.enrich_retry_delay_s),
-    # report: end retries
-    state_handlers=[notify_task_failed],
-    **RESUMABLE,
-)
+@task(**ENRICH_RETRIES, **NOTIFIED, **RESUMABLE)
 def enrich(run_dir: str, months: list[str]) -> dict[str, dict[str, float]]:
     return steps.enrich(run_dir, months)
 
@@ -72,10 +68,22 @@ def optional_enrichment(enrichment: Any) -> dict[str, dict[str, float]] | None:
     return None if isinstance(enrichment, BaseException) else enrichment
 
 
+class Degraded(Success):
+    """The flow succeeded through the fallback: trained without the enrichment API."""
+
+
+def degraded_if_enrich_failed(flow: Flow, state: Any, reference_task_states: set) -> Any:
+    """The flows' terminal_state_handler: a successful run whose enrichment failed is Degraded."""
+    enrich_task = flow.get_tasks(name="enrich")[0]
+    if state.is_successful() and state.result[enrich_task].is_failed():
+        return Degraded("trained without enrichment: API unavailable", result=state.result)
+    return state
+
+
 # report: end fallback
 
 
-@task(state_handlers=[notify_task_failed], **RESUMABLE)
+@task(**NOTIFIED, **RESUMABLE)
 def features(run_dir: str, train: dict, valid: dict, enrichment: dict | None) -> dict[str, Any]:
     return steps.features(run_dir, train, valid, enrichment)
 
@@ -90,13 +98,13 @@ def plan_candidates(run_dir: str, features_result: dict) -> list[dict[str, Any]]
     timeout=int(SETTINGS.train_timeout_s),  # whole seconds only: timeout=1.5 raises TypeError
     # report: end timeout
     task_run_name="train[{candidate[key]}]",
-    state_handlers=[notify_task_failed],
+    **NOTIFIED,
 )
 def train(run_dir: str, features_result: dict, candidate: dict) -> dict[str, Any]:
     return steps.train(run_dir, features_result, candidate)
 
 
-@task(state_handlers=[notify_task_failed])
+@task(**NOTIFIED)
 def evaluate(run_dir: str, features_result: dict, trained: list[dict]) -> dict[str, Any]:
     return steps.evaluate(run_dir, features_result, trained)
 
@@ -104,7 +112,7 @@ def evaluate(run_dir: str, features_result: dict, trained: list[dict]) -> dict[s
 # report: begin loop
 # Prefect 1 loops one task, not a pair: each iteration trains and evaluates one round, and LOOP
 # runs the task again with the next loop count until the model is good enough.
-@task(timeout=int(SETTINGS.train_timeout_s), state_handlers=[notify_task_failed])
+@task(timeout=int(SETTINGS.train_timeout_s), **NOTIFIED)
 def train_until_good(run_dir: str, features_result: dict) -> dict[str, Any]:
     round_number = prefect.context.get("task_loop_count", 1)
     candidate = steps.retrain_candidate(run_dir, round_number)
@@ -118,37 +126,17 @@ def train_until_good(run_dir: str, features_result: dict) -> dict[str, Any]:
 # report: end loop
 
 
-@task(state_handlers=[notify_task_failed])
+@task(**NOTIFIED)
 def gate(run_dir: str, train_read: dict, evaluation: dict) -> bool:
     return steps.gate(run_dir, train_read, evaluation)["passed"]
 
 
-@task(state_handlers=[notify_task_failed])
+@task(**NOTIFIED)
 def register(run_dir: str, features_result: dict, evaluation: dict) -> dict:
-    degraded = not features_result["enriched"]
-    return steps.register(run_dir, features_result, evaluation, degraded)
+    return steps.register(run_dir, features_result, evaluation)
 
 
-# report: begin fallback
-class Degraded(Success):
-    """The flow succeeded through the fallback: trained without the enrichment API."""
-
-
-def degraded_if_enrich_failed(enrich_task: Any):
-    """A terminal_state_handler: a successful run whose enrichment failed is `Degraded`."""
-
-    def handler(flow: Flow, state: Any, reference_task_states: set) -> Any:
-        if state.is_successful() and state.result[enrich_task].is_failed():
-            return Degraded("trained without enrichment: API unavailable", result=state.result)
-        return state
-
-    return handler
-
-
-# report: end fallback
-
-
-def prepare(run_dir: Parameter) -> tuple[Any, Any, Any]:
+def prepare(run_dir: Parameter) -> tuple[Any, Any]:
     """Extract and read both months, enrich (or fall back), build features."""
     reads = []
     for month in MONTHS:
@@ -158,7 +146,7 @@ def prepare(run_dir: Parameter) -> tuple[Any, Any, Any]:
     # report: begin fallback
     feats = features(run_dir, *reads, optional_enrichment(enrichment))
     # report: end fallback
-    return reads[0], feats, enrichment
+    return reads[0], feats
 
 
 def finish(run_dir: Parameter, train_read: Any, feats: Any, evaluation: Any) -> Any:
@@ -169,11 +157,11 @@ def finish(run_dir: Parameter, train_read: Any, feats: Any, evaluation: Any) -> 
     return registered
 
 
-# report: begin notifications
-with Flow("train-pipeline", state_handlers=[notify_flow_failed]) as train_pipeline:
-    # report: end notifications
+with Flow(
+    "train-pipeline", terminal_state_handler=degraded_if_enrich_failed, **FLOW_NOTIFIED
+) as train_pipeline:
     run_dir = Parameter("run_dir")
-    train_read, feats, enrichment = prepare(run_dir)
+    train_read, feats = prepare(run_dir)
 
     # report: begin fanout
     candidates = plan_candidates(run_dir, feats)
@@ -190,24 +178,18 @@ with Flow("train-pipeline", state_handlers=[notify_flow_failed]) as train_pipeli
     evaluation = evaluate(run_dir, feats, kept)
     registered = finish(run_dir, train_read, feats, evaluation)
 
-# report: begin fallback
 # The run's outcome is the registration (done, or skipped by the gate), not every leaf.
 train_pipeline.set_reference_tasks([registered])
-train_pipeline.terminal_state_handler = degraded_if_enrich_failed(enrichment)
-# report: end fallback
 
 
-# report: begin notifications
-with Flow("retrain-until-good", state_handlers=[notify_flow_failed]) as retrain_until_good:
-    # report: end notifications
+with Flow(
+    "retrain-until-good", terminal_state_handler=degraded_if_enrich_failed, **FLOW_NOTIFIED
+) as retrain_until_good:
     run_dir = Parameter("run_dir")
-    train_read, feats, enrichment = prepare(run_dir)
-    # report: begin loop
+    train_read, feats = prepare(run_dir)
     evaluation = train_until_good(run_dir, feats)
-    # report: end loop
     registered = finish(run_dir, train_read, feats, evaluation)
 
 retrain_until_good.set_reference_tasks([registered])
-retrain_until_good.terminal_state_handler = degraded_if_enrich_failed(enrichment)
 
 FLOWS = {"train": train_pipeline, "retrain": retrain_until_good}

@@ -43,4 +43,7 @@ def notify_flow_failed(flow: Any, old_state: State, new_state: State) -> State:
     return new_state
 
 
+# Every task and flow of flows.py is declared with these.
+NOTIFIED: dict[str, Any] = dict(state_handlers=[notify_task_failed])
+FLOW_NOTIFIED: dict[str, Any] = dict(state_handlers=[notify_flow_failed])
 # report: end notifications

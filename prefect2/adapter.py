@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -12,8 +11,9 @@ from typing import Any
 from prefect2.compat import MAJOR, VERSION, ApiServer, drain_events, flow_run_settings
 from shared_pipeline.harness import EngineRun
 from shared_pipeline.records import GraphEdge, Limitation, NativeState, TaskRecord
-from shared_pipeline.vocabulary import FlowOutcome, StepState, map_native
-from shared_pipeline.workdirs import database_from_cli, process_home
+from shared_pipeline.vocabulary import FlowOutcome, StepState
+from shared_pipeline.vocabulary import task_state as shared_task_state
+from shared_pipeline.workdirs import database_from_cli, engine_home
 
 # Prefect's state names (type/name) onto the shared vocabulary.
 TASK_STATES = {
@@ -29,10 +29,7 @@ FINAL_TYPES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 def task_state(name: str, run_count: int) -> StepState:
-    state = map_native(TASK_STATES, name, "shared state for Prefect task state")
-    if state is StepState.COMPLETED and run_count > 1:
-        return StepState.COMPLETED_AFTER_RETRY
-    return state
+    return shared_task_state(TASK_STATES, name, run_count, "shared state for Prefect task state")
 
 
 def flow_outcome(state_type: str, state_name: str) -> FlowOutcome:
@@ -62,18 +59,13 @@ def _migrated_database(cache: Path) -> Path:
     )
 
 
-def _configure(home: Path, cache: Path) -> None:
-    """Point Prefect at this session's own home; must happen before prefect is imported."""
-    if "prefect" in sys.modules:
-        raise RuntimeError("prefect was imported before PREFECT_HOME was set")
-    shutil.copyfile(_migrated_database(cache), home / "prefect.db")
-    os.environ.pop("PREFECT_API_URL", None)  # never report to somebody's real server
-    os.environ.update(
-        PREFECT_HOME=str(home),
-        PREFECT_PROFILES_PATH=str(home / "profiles.toml"),
-        PREFECT_LOCAL_STORAGE_PATH=str(home / "storage"),
+def _prefect_env(home: Path) -> dict[str, str]:
+    return {
+        "PREFECT_HOME": str(home),
+        "PREFECT_PROFILES_PATH": str(home / "profiles.toml"),
+        "PREFECT_LOCAL_STORAGE_PATH": str(home / "storage"),
         **PREFECT_ENV,
-    )
+    }
 
 
 class PrefectAdapter:
@@ -84,9 +76,14 @@ class PrefectAdapter:
     def __init__(self, out: Path) -> None:
         self.name = f"prefect{MAJOR}"
         self.version = VERSION
+        os.environ.pop("PREFECT_API_URL", None)  # never report to somebody's real server
         # A fresh state store per process (no stale cache keys; `pytest -n 2` runs two).
-        self.home = process_home((out / "runs" / self.name / ".prefect-home").resolve())
-        _configure(self.home, (out / "runs" / ".cache").resolve())
+        self.home = engine_home(
+            (out / "runs" / self.name / ".prefect-home").resolve(),
+            ("prefect",),
+            _prefect_env,
+            (_migrated_database((out / "runs" / ".cache").resolve()), "prefect.db"),
+        )
         from prefect2.flows import FLOWS
 
         self._flows = FLOWS
@@ -95,7 +92,8 @@ class PrefectAdapter:
     def close(self) -> None:
         self.server.stop()
 
-    def run_flow(self, run_dir: str, flow: str) -> EngineRun:
+    def run_flow(self, run_dir: str, flow: str, resume: bool = False) -> EngineRun:
+        # A resumed run needs nothing else: the cache keys find the results the last one left.
         self.server.start()
         with flow_run_settings(str(Path(run_dir) / "prefect-results")):
             state = self._flows[flow](run_dir, return_state=True)
@@ -163,11 +161,8 @@ def cache_origins(task_runs: list[Any]) -> dict[Any, str]:
 
 def _task_record(task_run: Any, history: list[Any], origins: dict[Any, str]) -> TaskRecord:
     name = origins.get(task_run.id, task_run.name)
-    step, _, key = name.partition("[")
-    return TaskRecord(
-        task=name,
-        step=step,
-        key=key.rstrip("]") or None,
+    return TaskRecord.of(
+        name,
         native_id=task_run.name if name == task_run.name else f"{task_run.name} (reuses {name})",
         native_state=task_run.state_name,
         native_history=[

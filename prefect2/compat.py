@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import signal
-import sys
 from collections.abc import Iterable, Iterator
 from importlib.metadata import version
 from typing import Any
 
 from shared_pipeline.headroom import over
+from shared_pipeline.processes import exit_on_sigterm
 
 VERSION = version("prefect")
 MAJOR = int(VERSION.split(".")[0])
@@ -52,8 +51,7 @@ class ApiServer:
         self._server = SubprocessASGIServer()
         self._server.start(timeout=int(over(SERVER_START_S)))
         atexit.register(self.stop)
-        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-            signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        exit_on_sigterm()
 
     def stop(self) -> None:
         if self._server is None:

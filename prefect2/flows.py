@@ -20,6 +20,14 @@ from shared_pipeline.settings import Settings
 
 SETTINGS = Settings()
 
+# report: begin notifications
+NOTIFIED: dict[str, Any] = dict(on_failure=[notify_task_failed])  # every task
+# report: end notifications
+# report: begin resume
+# A rerun with the same inputs reuses the result (stored in the run directory).
+RESUMABLE: dict[str, Any] = dict(cache_key_fn=task_input_hash, persist_result=True)
+# report: end resume
+
 
 @task(
     # report: begin retries
@@ -27,28 +35,14 @@ SETTINGS = Settings()
     retry_delay_seconds=SETTINGS.extract_retry_delay_s,
     # report: end retries
     task_run_name="extract[{month}]",
-    # report: begin notifications
-    on_failure=[notify_task_failed],
-    # report: end notifications
-    # report: begin resume
-    cache_key_fn=task_input_hash,  # a rerun with the same inputs reuses the result
-    persist_result=True,
-    # report: end resume
+    **NOTIFIED,
+    **RESUMABLE,
 )
 def extract(run_dir: str, month: str) -> str:
     return steps.extract(run_dir, month)
 
 
-@task(
-    task_run_name="read[{month}]",
-    # report: begin notifications
-    on_failure=[notify_task_failed],
-    # report: end notifications
-    # report: begin resume
-    cache_key_fn=task_input_hash,
-    persist_result=True,
-    # report: end resume
-)
+@task(task_run_name="read[{month}]", **NOTIFIED, **RESUMABLE)
 def read(run_dir: str, month: str, parquet_path: str) -> dict[str, Any]:
     return steps.read(run_dir, month, parquet_path)
 
@@ -59,28 +53,14 @@ def read(run_dir: str, month: str, parquet_path: str) -> dict[str, Any]:
     retry_delay_seconds=SETTINGS.enrich_retry_delay_s,
     # report: end retries
     task_run_name="enrich",
-    # report: begin notifications
-    on_failure=[notify_task_failed],
-    # report: end notifications
-    # report: begin resume
-    cache_key_fn=task_input_hash,
-    persist_result=True,
-    # report: end resume
+    **NOTIFIED,
+    **RESUMABLE,
 )
 def enrich(run_dir: str, months: list[str]) -> dict[str, dict[str, float]]:
     return steps.enrich(run_dir, months)
 
 
-@task(
-    task_run_name="features",
-    # report: begin notifications
-    on_failure=[notify_task_failed],
-    # report: end notifications
-    # report: begin resume
-    cache_key_fn=task_input_hash,
-    persist_result=True,
-    # report: end resume
-)
+@task(task_run_name="features", **NOTIFIED, **RESUMABLE)
 def features(run_dir: str, train: dict, valid: dict, enrichment: dict | None) -> dict[str, Any]:
     return steps.features(run_dir, train, valid, enrichment)
 
@@ -90,54 +70,32 @@ def features(run_dir: str, train: dict, valid: dict, enrichment: dict | None) ->
     timeout_seconds=SETTINGS.train_timeout_s,
     # report: end timeout
     task_run_name="train[{candidate[key]}]",
-    # report: begin notifications
-    on_failure=[notify_task_failed],
-    # report: end notifications
+    **NOTIFIED,
 )
 def train(run_dir: str, features_result: dict, candidate: dict) -> dict[str, Any]:
     return steps.train(run_dir, features_result, candidate)
 
 
-@task(
-    task_run_name="evaluate",
-    # report: begin notifications
-    on_failure=[notify_task_failed],
-    # report: end notifications
-)
+@task(task_run_name="evaluate", **NOTIFIED)
 def evaluate(run_dir: str, features_result: dict, trained: list[dict]) -> dict[str, Any]:
     return steps.evaluate(run_dir, features_result, trained)
 
 
-@task(
-    task_run_name="evaluate[{key}]",
-    # report: begin notifications
-    on_failure=[notify_task_failed],
-    # report: end notifications
-)
+@task(task_run_name="evaluate[{key}]", **NOTIFIED)
 def evaluate_round(
     run_dir: str, features_result: dict, trained: list[dict], key: str
 ) -> dict[str, Any]:
     return steps.evaluate(run_dir, features_result, trained, key)
 
 
-@task(
-    task_run_name="gate",
-    # report: begin notifications
-    on_failure=[notify_task_failed],
-    # report: end notifications
-)
+@task(task_run_name="gate", **NOTIFIED)
 def gate(run_dir: str, train_read: dict, evaluation: dict) -> dict[str, Any]:
     return steps.gate(run_dir, train_read, evaluation)
 
 
-@task(
-    task_run_name="register",
-    # report: begin notifications
-    on_failure=[notify_task_failed],
-    # report: end notifications
-)
-def register(run_dir: str, features_result: dict, evaluation: dict, degraded: bool) -> dict:
-    return steps.register(run_dir, features_result, evaluation, degraded)
+@task(task_run_name="register", **NOTIFIED)
+def register(run_dir: str, features_result: dict, evaluation: dict) -> dict:
+    return steps.register(run_dir, features_result, evaluation)
 
 
 def prepare(run_dir: str) -> tuple[dict, dict, bool]:
@@ -158,7 +116,7 @@ def finish(run_dir: str, train_read: dict, feats: dict, evaluation: dict, degrad
     # report: begin quality_gate
     verdict = gate(run_dir, train_read, evaluation)
     if verdict["passed"]:
-        register(run_dir, feats, evaluation, degraded)
+        register(run_dir, feats, evaluation)
     # report: end quality_gate
     # report: begin fallback
     if degraded:
@@ -167,12 +125,9 @@ def finish(run_dir: str, train_read: dict, feats: dict, evaluation: dict, degrad
     return {"evaluation": evaluation, "gate": verdict}
 
 
-@flow(
-    name="train-pipeline",
-    # report: begin notifications
-    on_failure=[notify_flow_failed],
-    # report: end notifications
-)
+# report: begin notifications
+@flow(name="train-pipeline", on_failure=[notify_flow_failed])
+# report: end notifications
 def train_pipeline(run_dir: str):
     train_read, feats, degraded = prepare(run_dir)
 
@@ -189,12 +144,7 @@ def train_pipeline(run_dir: str):
     return finish(run_dir, train_read, feats, evaluation, degraded)
 
 
-@flow(
-    name="retrain-until-good",
-    # report: begin notifications
-    on_failure=[notify_flow_failed],
-    # report: end notifications
-)
+@flow(name="retrain-until-good", on_failure=[notify_flow_failed])
 def retrain_until_good(run_dir: str):
     train_read, feats, degraded = prepare(run_dir)
 

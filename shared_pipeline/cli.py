@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
+from shared_pipeline.engine_table import ENGINES
 from shared_pipeline.scenarios import CATALOGUE, SCENARIOS, ScenarioError
 from shared_pipeline.settings import Settings
 
@@ -27,17 +28,6 @@ MIN_TRIPS = Settings.model_fields["trips_per_month"].metadata[0].ge
 if TYPE_CHECKING:
     from shared_pipeline.harness import EngineAdapter
 
-# Engine name -> "module:factory", or "path/to/file.py:factory" (relative to the checkout) for a
-# wiring folder that must not be importable by its name. Each engine needs its own venv.
-ENGINES = {
-    "python": "shared_pipeline.control:ControlAdapter",
-    "prefect2": "prefect2.adapter:PrefectAdapter",
-    "prefect3": "prefect2.adapter:PrefectAdapter",
-    "prefect1": "prefect1.adapter:LocalAdapter",
-    "prefect1-dask": "prefect1.adapter:DaskAdapter",
-    # airflow/ is a DAGs folder: as a package it would shadow the installed `airflow`.
-    "airflow": "airflow/adapter.py:AirflowAdapter",
-}
 CHECKOUT = Path(__file__).resolve().parents[1]
 
 

@@ -8,6 +8,7 @@ from shared_pipeline.faults_plan import HANG_FAULTS
 from shared_pipeline.records import FlowRunRecord, RunRecord
 from shared_pipeline.scenarios import RunExpectation, get_scenario
 from shared_pipeline.vocabulary import STEPS, StepState
+from shared_pipeline.wiring import expectations, retry_notifications, wiring_of
 
 NOT_EXECUTED = {StepState.CACHED, StepState.SKIPPED, StepState.NOT_RUN_UPSTREAM_FAILED}
 
@@ -18,14 +19,24 @@ def _check_run(run: FlowRunRecord, expected: RunExpectation) -> list[str]:
     actual = {t.task: t.state for t in run.tasks}
     for task in sorted(set(actual) | set(expected.steps)):
         want, got = expected.steps.get(task), actual.get(task)
-        if want != got:
+        if got is None:
+            problems.append(f"{where}: {task} ({want and want.value}) is missing from the record")
+        elif want != got:
             problems.append(
                 f"{where}: {task} is {got and got.value} but the spec says {want and want.value}"
+            )
+    for task in run.tasks:
+        if task.native_state is None and task.task not in expected.may_be_absent:
+            problems.append(
+                f"{where}: the engine never created {task.task}, and its wiring does not "
+                "declare that it may not (never_created)"
             )
     if run.outcome != expected.outcome:
         problems.append(f"{where}: flow {run.outcome.value}, spec {expected.outcome.value}")
     got_notes = Counter((n.event, n.task) for n in run.notifications)
     want_notes = Counter((str(event), task) for event, task in expected.notifications)
+    if expected.notifies_retries:
+        want_notes += retry_notifications(run)
     if got_notes != want_notes:
         problems.append(
             f"{where}: notifications {sorted(got_notes.items(), key=str)}, spec "
@@ -87,10 +98,24 @@ def _check_run(run: FlowRunRecord, expected: RunExpectation) -> list[str]:
 
 def check_record(record: RunRecord) -> list[str]:
     """Every way `record` differs from its spec for its engine; empty when it conforms."""
-    expected = get_scenario(record.scenario).expected(record.engine)
+    expected = expectations(get_scenario(record.scenario), record.engine)
     if len(record.runs) != len(expected):
-        return [f"{len(record.runs)} flow run(s), spec {len(expected)}"]
-    problems = []
-    for run, want in zip(record.runs, expected, strict=True):
-        problems.extend(_check_run(run, want))
+        problems = [f"{len(record.runs)} flow run(s), spec {len(expected)}"]
+    else:
+        problems = []
+        for run, want in zip(record.runs, expected, strict=True):
+            problems.extend(_check_run(run, want))
+    if problems:
+        wiring = wiring_of(record.engine)
+        problems.append(
+            f"where to fix: the shared expectation of {record.scenario} is in "
+            "shared_pipeline/scenarios.py; what "
+            + (
+                f"{record.engine} adds or does differently is declared in {wiring.where}"
+                if wiring
+                else f"{record.engine} does differently has no wiring declaration"
+            )
+            + " (graph: its control tasks; never_created: tasks it does not create; rules and "
+            "deviations: its behaviour, each with a reason and a link)"
+        )
     return problems

@@ -19,7 +19,16 @@ from shared_pipeline.context import load_context
 from shared_pipeline.harness import EngineRun
 from shared_pipeline.notifications import notify
 from shared_pipeline.records import Limitation, NativeState, TaskRecord
-from shared_pipeline.vocabulary import FlowOutcome, NotificationEvent, StepState
+from shared_pipeline.vocabulary import FlowOutcome, NotificationEvent, StepState, task_state
+
+# The control's own ledger words for how a step ended, onto the shared vocabulary.
+LEDGER_STATES = {
+    "succeeded": StepState.COMPLETED,
+    "failed": StepState.FAILED,
+    "timed out": StepState.TIMED_OUT,
+    "skipped": StepState.SKIPPED,
+    "from checkpoint": StepState.CACHED,
+}
 
 
 # report: begin timeout
@@ -65,23 +74,15 @@ class Pipeline:
         self.checkpoints = Path(run_dir) / "control-checkpoints"
 
     def _ledger(self, task: str, native: str, attempts: int, started: datetime) -> None:
-        step, _, key = task.partition("[")
-        shared = {
-            "succeeded": StepState.COMPLETED_AFTER_RETRY if attempts > 1 else StepState.COMPLETED,
-            "failed": StepState.FAILED,
-            "timed out": StepState.TIMED_OUT,
-            "skipped": StepState.SKIPPED,
-            "from checkpoint": StepState.CACHED,
-        }[native]
         ended = datetime.now(UTC)
         self.tasks.append(
-            TaskRecord(
-                task=task,
-                step=step,
-                key=key.rstrip("]") or None,
+            TaskRecord.of(
+                task,
                 native_state=native,
                 native_history=[NativeState(name=native, at=ended)],
-                state=shared,
+                state=task_state(
+                    LEDGER_STATES, native, attempts, "shared state for control ledger entry"
+                ),
                 attempts=attempts,
                 started_at=started,
                 ended_at=ended,
@@ -109,6 +110,7 @@ class Pipeline:
         # report: begin retries
         for attempt in range(1, retries + 2):
             try:
+                # report: end retries
                 # report: begin timeout
                 with time_limit(timeout_s):
                     result = func(self.run_dir, *args)
@@ -116,6 +118,7 @@ class Pipeline:
                 # A timeout is not retried: the next attempt would hang just the same.
                 self._fail(task, "timed out", attempt, started, exc)
                 # report: end timeout
+                # report: begin retries
             except Exception as exc:
                 if attempt > retries:
                     self._fail(task, "failed", attempt, started, exc)
@@ -175,10 +178,12 @@ class Pipeline:
                 "enrich",
                 steps.enrich,
                 [s.train_month, s.valid_month],
+                # report: end fallback
                 # report: begin retries
                 retries=s.enrich_retries,
                 retry_delay_s=s.enrich_retry_delay_s,
                 # report: end retries
+                # report: begin fallback
                 checkpoint=True,
             )
         except StepFailed:
@@ -194,11 +199,11 @@ class Pipeline:
         )
         return reads[s.train_month], features, enrichment is None
 
-    def finish(self, train_read: dict, features: dict, evaluation: dict, degraded: bool) -> None:
+    def finish(self, train_read: dict, features: dict, evaluation: dict) -> None:
         # report: begin quality_gate
         verdict = self.run("gate", steps.gate, train_read, evaluation)
         if verdict["passed"]:
-            self.run("register", steps.register, features, evaluation, degraded)
+            self.run("register", steps.register, features, evaluation)
         else:
             self.skip("register")
         # report: end quality_gate
@@ -215,16 +220,18 @@ class Pipeline:
                         steps.train,
                         features,
                         candidate,
+                        # report: end fanout
                         # report: begin timeout
                         timeout_s=self.settings.train_timeout_s,
                         # report: end timeout
+                        # report: begin fanout
                     )
                 )
         if not trained:
             raise StepFailed("no candidate trained")
         # report: end fanout
         evaluation = self.run("evaluate", steps.evaluate, features, trained)
-        self.finish(train_read, features, evaluation, degraded)
+        self.finish(train_read, features, evaluation)
         return degraded
 
     def retrain_flow(self) -> bool:
@@ -251,7 +258,7 @@ class Pipeline:
             if steps.good_enough(self.run_dir, evaluation, round_number):
                 break
         # report: end loop
-        self.finish(train_read, features, evaluation, degraded)
+        self.finish(train_read, features, evaluation)
         return degraded
 
 
@@ -281,7 +288,8 @@ class ControlAdapter:
     def close(self) -> None:
         """Nothing to stop."""
 
-    def run_flow(self, run_dir: str, flow: str) -> EngineRun:
+    def run_flow(self, run_dir: str, flow: str, resume: bool = False) -> EngineRun:
+        # A resumed run needs nothing else: every run reads the checkpoints the last one left.
         pipeline = Pipeline(run_dir)
         body = {"train": pipeline.train_flow, "retrain": pipeline.retrain_flow}[flow]
         try:

@@ -71,6 +71,7 @@ class Mode(StrEnum):
     HTTP_503 = "http_503"
     REFUSE = "refuse"
     HANG = "hang"
+    BAD_BODY = "bad_body"  # 200 OK, and an HTML maintenance page where the JSON should be
 
 
 def _json_bytes(payload: Any) -> bytes:
@@ -119,6 +120,13 @@ class _DataHandler(_Handler):
         elif mode is Mode.REFUSE:
             # Accepted just before the listener closed: drop it, a refused server never answers.
             self.close_connection = True
+        elif mode is Mode.BAD_BODY:
+            body = b"<html><body>Down for maintenance</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")  # says JSON, is not
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
         elif mode is Mode.HTTP_503:
             self._reply(
                 503,
@@ -459,12 +467,13 @@ def fetch_zone_congestion(url: str, month: str, timeout: float) -> dict[int, flo
 
     Errors are left as urllib raises them, for the caller's retry logic to classify, except that an
     error status becomes APIStatusError (picklable): URLError wrapping ConnectionRefusedError,
-    TimeoutError when the server hangs, http.client.RemoteDisconnected when it drops the request.
+    TimeoutError when the server hangs, http.client.RemoteDisconnected when it drops the request;
+    a body that is not JSON is a ValueError that says so.
     """
     full = f"{url.rstrip('/')}/v1/zones?{urlencode({'month': month})}"
     try:
         with _OPENER.open(full, timeout=timeout) as response:
-            status, payload = response.status, json.load(response)
+            status, body = response.status, response.read()
     except urllib.error.HTTPError as exc:
         with exc:
             raise APIStatusError(
@@ -473,6 +482,12 @@ def fetch_zone_congestion(url: str, month: str, timeout: float) -> dict[int, flo
     if status != 200:
         # urllib only raises for >= 400; any other non-200 is just as unusable here.
         raise APIStatusError(full, status, "unexpected status")
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise ValueError(
+            f"{full} answered 200 with a body that is not JSON: {body[:40]!r}"
+        ) from None
     if payload.get("month") != month:
         raise ValueError(f"asked for month {month!r}, API answered {payload.get('month')!r}")
     return {int(zone["LocationID"]): float(zone["congestion"]) for zone in payload["zones"]}

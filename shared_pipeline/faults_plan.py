@@ -13,6 +13,7 @@ class FaultKind(StrEnum):
     API_503 = "api_503"  # the enrichment API answers HTTP 503
     API_REFUSED = "api_refused"  # nothing listens on the API's port: connection refused
     API_HANG = "api_hang"  # the API accepts the request and never answers
+    API_BAD_BODY = "api_bad_body"  # the API answers 200 with a body that is not JSON
     HANG = "hang"  # the step's own work stops making progress (until the hang cap)
     BLOCK = "block"  # the step blocks in one socket read on a server that never answers
     CORRUPT_FEATURES = "corrupt_features"  # NaNs reach scikit-learn, which refuses to fit
@@ -24,6 +25,7 @@ API_FAULTS = {
     FaultKind.API_503: "http_503",
     FaultKind.API_REFUSED: "refuse",
     FaultKind.API_HANG: "hang",
+    FaultKind.API_BAD_BODY: "bad_body",
 }
 
 

@@ -45,6 +45,7 @@ from shared_pipeline.records import (
 from shared_pipeline.scenarios import Scenario, ScenarioError
 from shared_pipeline.settings import Settings
 from shared_pipeline.vocabulary import FlowOutcome, StepState
+from shared_pipeline.wiring import expectations
 from shared_pipeline.workdirs import build_once
 
 # --db choices and the SQLAlchemy backend each gives.
@@ -67,11 +68,23 @@ class EngineRun(BaseModel):
 
 
 class EngineAdapter(Protocol):
+    """What the CLI and the harness need of a wiring's adapter (shared_pipeline/engine_table.py
+    names each): made with the output directory, it runs flows and reads back what its engine
+    stored; `close()` stops whatever it started.
+    """
+
     name: str  # results/<name>/: python, prefect2, prefect3, ...
     version: str
     limitations: list[Limitation]
 
-    def run_flow(self, run_dir: str, flow: str) -> EngineRun: ...
+    def __init__(self, out: Path) -> None: ...
+
+    def run_flow(self, run_dir: str, flow: str, resume: bool) -> EngineRun:
+        """Run `flow` on `run_dir`. `resume`: an earlier flow run of this run directory failed and
+        its cause was fixed; the engine resumes it its own way (a cache, checkpoints, clearing
+        the failed task instances) or, if it has none, just runs again.
+        """
+        ...
 
     def close(self) -> None: ...
 
@@ -210,23 +223,23 @@ def _validate(scenario: Scenario, backend: str) -> None:
         )
 
 
-def _fill_unseen(tasks: list[TaskRecord], expected: list[str], outcome: FlowOutcome) -> None:
-    """Tasks the engine never created: a successful run skipped them, a failed one never got there.
-
-    Dynamic flows only create the tasks they call, so absence is itself the engine's answer.
+def _fill_unseen(
+    tasks: list[TaskRecord], may_be_absent: tuple[str, ...], outcome: FlowOutcome
+) -> None:
+    """Tasks the engine never created, where its wiring says it may not: a successful run skipped
+    them, a failed one never got there. A dynamic flow only creates the tasks it calls, so their
+    absence is itself the engine's answer. Any other missing task stays missing (conformance
+    reports it).
     """
     seen = {t.task for t in tasks}
     state = (
         StepState.NOT_RUN_UPSTREAM_FAILED if outcome is FlowOutcome.FAILED else StepState.SKIPPED
     )
-    for task_id in expected:
+    for task_id in may_be_absent:
         if task_id not in seen:
-            step, _, key = task_id.partition("[")
             tasks.append(
-                TaskRecord(
-                    task=task_id,
-                    step=step,
-                    key=key.rstrip("]") or None,
+                TaskRecord.of(
+                    task_id,
                     native_state=None,
                     state=state,
                     attempts=0,
@@ -284,7 +297,7 @@ def run_scenario(
     init_attempt_log(run_dir)
 
     runs: list[FlowRunRecord] = []
-    expectations = scenario.expected(adapter.name)
+    expected_runs = expectations(scenario, adapter.name)
     with EnrichmentAPI() as api:
         RunContext(
             run_dir=str(run_dir),
@@ -296,19 +309,18 @@ def run_scenario(
             settings=settings,
             faults=scenario.faults,
         ).save()
-        for number, expectation in enumerate(expectations, start=1):
+        for number, expectation in enumerate(expected_runs, start=1):
             if number > 1:
                 mark_fixed(run_dir)
             set_current_run(run_dir, number)
             say(f"flow run {number}/{len(scenario.runs)}")
             before = RegistrySnapshot(**registry.snapshot(run_dir))
             t0 = time.perf_counter()
-            result = adapter.run_flow(str(run_dir), scenario.flow)
+            result = adapter.run_flow(str(run_dir), scenario.flow, resume=number > 1)
             wall = time.perf_counter() - t0
             after = RegistrySnapshot(**registry.snapshot(run_dir))
             tasks = list(result.tasks)
-            steps_only = [t for t in expectation.steps if t not in expectation.engine_tasks]
-            _fill_unseen(tasks, steps_only, result.outcome)
+            _fill_unseen(tasks, expectation.may_be_absent, result.outcome)
             runs.append(
                 FlowRunRecord(
                     run=number,

@@ -8,8 +8,6 @@ import atexit
 import os
 import re
 import shutil
-import signal
-import sys
 import threading
 from collections.abc import Callable
 from importlib.metadata import version
@@ -19,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
+from shared_pipeline.processes import exit_on_sigterm
 from shared_pipeline.workdirs import build_once
 
 DRIVER = "postgresql+psycopg"  # psycopg 3, a dependency of this project
@@ -40,14 +39,6 @@ def normalize_url(db_url: str) -> str:
     if url.drivername == "postgresql":
         url = url.set(drivername=DRIVER)
     return url.render_as_string(hide_password=False)
-
-
-def _stop_on_sigterm() -> None:
-    # SIGTERM's default action skips atexit, which is where the server is stopped.
-    if threading.current_thread() is threading.main_thread() and (
-        signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-    ):
-        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def _process_root(runs_root: Path) -> Path:
@@ -137,7 +128,7 @@ def server_url(runs_root: Path, seeded: Path | None = None) -> URL:
                 _copy_data(seeded, root / "data")
             # The socket goes into the data directory; "delete" stops the server at exit.
             _servers[root] = _start(root / "data", root, cleanup_mode="delete")
-            _stop_on_sigterm()
+            exit_on_sigterm()
         uri = _servers[root].get_uri()
     return make_url(uri).set(drivername=DRIVER)
 

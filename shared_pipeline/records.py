@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared_pipeline.vocabulary import FlowOutcome, RegistryEffect, StepState
+from shared_pipeline.vocabulary import FlowOutcome, RegistryEffect, StepState, split_task_id
 
 SCHEMA_VERSION = 2
 
@@ -38,6 +38,12 @@ class TaskRecord(_Strict):
     attempts: int  # as the engine counts them (run_count, try_number)
     started_at: datetime | None = None
     ended_at: datetime | None = None
+
+    @classmethod
+    def of(cls, task: str, **fields: Any) -> TaskRecord:
+        """The record of shared task id `task`, its step and key split out of it."""
+        step, key = split_task_id(task)
+        return cls(task=task, step=step, key=key, **fields)
 
 
 class AttemptLogEntry(_Strict):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from shared_pipeline.faults_plan import FaultKind, FaultRule
 from shared_pipeline.settings import Settings
@@ -10,10 +10,6 @@ from shared_pipeline.vocabulary import FlowOutcome, NotificationEvent, RegistryE
 
 TRAIN, VALID = Settings().train_month, Settings().valid_month
 CANDIDATES = ("linear", "ridge", "ridge_heavy")
-
-# Where an engine's behaviour is only documented by its code, the override links the code.
-PREFECT2_SOURCE = "https://github.com/PrefectHQ/prefect/blob/2.20.27/src/prefect"
-PREFECT3_SOURCE = "https://github.com/PrefectHQ/prefect/blob/3.9.1/src/prefect"
 
 C = StepState.COMPLETED
 NOT_RUN = StepState.NOT_RUN_UPSTREAM_FAILED
@@ -23,6 +19,9 @@ class ScenarioError(ValueError):
     """The scenario cannot run as asked (for example a fault the database cannot have)."""
 
 
+Notifications = tuple[tuple[NotificationEvent, str | None], ...]
+
+
 class RunExpectation(BaseModel):
     """What one flow run of a scenario must end in."""
 
@@ -30,35 +29,19 @@ class RunExpectation(BaseModel):
 
     steps: dict[str, StepState]
     outcome: FlowOutcome
-    notifications: tuple[tuple[NotificationEvent, str | None], ...] = ()
+    notifications: Notifications = ()
     registry: RegistryEffect
     # Tasks whose step really executed in this run (from the step-side attempt log).
     executed: tuple[str, ...] | None = None
-    # Tasks an engine has beyond the pipeline's steps (added by its override: a mapped parent,
-    # a join, a loop): they run no step under their own id, so they are checked by state only.
-    engine_tasks: tuple[str, ...] = ()
     # For planned hangs: True if the engine's timeout stops the work itself, False if the work
     # runs on to the hang cap (the timeout only labels it); None where no hang is planned.
     timeouts_interrupt: bool | None = None
-
-
-class Override(BaseModel):
-    """An engine's documented deviation from the shared expectation, with the reason."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    run: int = 1
-    # Tasks whose expected state differs, or that only this engine has (its own graph tasks).
-    steps: dict[str, StepState] = Field(default_factory=dict)
-    # Spec tasks the engine does not have as tasks of their own (e.g. loop rounds run inside one).
-    absent: tuple[str, ...] = ()
-    outcome: FlowOutcome | None = None
-    notifications: tuple[tuple[NotificationEvent, str | None], ...] | None = None
-    registry: RegistryEffect | None = None
-    executed: tuple[str, ...] | None = None
-    timeouts_interrupt: bool | None = None
-    reason: str
-    doc: str
+    # Filled in from a wiring's declaration (shared_pipeline/wiring.py), never by the spec:
+    # its control tasks (checked by state only), the expected tasks its engine may not create,
+    # and whether it notifies every retried try.
+    engine_tasks: tuple[str, ...] = ()
+    may_be_absent: tuple[str, ...] = ()
+    notifies_retries: bool = False
 
 
 class Scenario(BaseModel):
@@ -67,38 +50,10 @@ class Scenario(BaseModel):
     id: str
     title: str
     description: str
-    flow: str = "train"  # "train" (fan-out over candidates) or "retrain" (loop until good)
+    flow: str = "train"  # "train" (fan-out over candidate models) or "retrain" (loop until good)
     faults: tuple[FaultRule, ...] = ()
     corrupt_months: tuple[str, ...] = ()
     runs: tuple[RunExpectation, ...]
-    overrides: dict[str, tuple[Override, ...]] = Field(default_factory=dict)
-
-    def expected(self, engine: str) -> list[RunExpectation]:
-        """The shared expectation with `engine`'s documented overrides applied."""
-        runs = list(self.runs)
-        for override in self.overrides.get(engine, ()):
-            base = runs[override.run - 1]
-            unknown = set(override.absent) - set(base.steps)
-            if unknown:
-                raise ScenarioError(f"{self.id}: {engine} override drops unknown tasks {unknown}")
-            kept = {t: state for t, state in base.steps.items() if t not in override.absent}
-            added = [t for t in override.steps if t not in self.runs[override.run - 1].steps]
-            runs[override.run - 1] = base.model_copy(
-                update={
-                    "steps": {**kept, **override.steps},
-                    "outcome": override.outcome or base.outcome,
-                    "notifications": base.notifications
-                    if override.notifications is None
-                    else override.notifications,
-                    "registry": override.registry or base.registry,
-                    "executed": base.executed if override.executed is None else override.executed,
-                    "engine_tasks": tuple(dict.fromkeys((*base.engine_tasks, *added))),
-                    "timeouts_interrupt": base.timeouts_interrupt
-                    if override.timeouts_interrupt is None
-                    else override.timeouts_interrupt,
-                }
-            )
-        return runs
 
 
 def train_tasks(*keys: str) -> list[str]:
@@ -241,19 +196,25 @@ CATALOGUE: tuple[Scenario, ...] = (
                 registry=RegistryEffect.PROMOTED,
             ),
         ),
-        overrides={
-            "prefect3": (
-                Override(
-                    steps={"enrich": StepState.TIMED_OUT},
-                    reason=(
-                        "Prefect 3 names any TimeoutError a task raises TimedOut, not only its own "
-                        "timeout_seconds: the last attempt met a hanging API and the HTTP "
-                        "client's read timeout raised TimeoutError."
-                    ),
-                    doc=f"{PREFECT3_SOURCE}/task_engine.py#L767-L780",
-                ),
+    ),
+    Scenario(
+        id="api_bad_body",
+        title="Enrichment API answers garbage: fall back",
+        description=(
+            "The enrichment API answers 200 OK, but with an HTML maintenance page where the JSON "
+            "should be, on every attempt. Nothing in the transport fails: the client has to "
+            "notice, and the pipeline falls back as it does when the API is down, training "
+            "without the enrichment features and marking the run degraded."
+        ),
+        faults=(FaultRule(step="enrich", kind=FaultKind.API_BAD_BODY),),
+        runs=(
+            RunExpectation(
+                steps=steps(enrich=StepState.FAILED),
+                outcome=FlowOutcome.DEGRADED,
+                notifications=((TASK_FAILED, "enrich"),),
+                registry=RegistryEffect.PROMOTED,
             ),
-        },
+        ),
     ),
     Scenario(
         id="train_hangs",
@@ -282,33 +243,6 @@ CATALOGUE: tuple[Scenario, ...] = (
         ),
         faults=(FaultRule(step="train", kind=FaultKind.BLOCK),),
         runs=(every_candidate_ends(StepState.TIMED_OUT, timeouts_interrupt=True),),
-        overrides={
-            "prefect2": (
-                Override(
-                    timeouts_interrupt=False,
-                    reason=(
-                        "Prefect 2.x runs a sync task in a worker thread and enforces "
-                        "timeout_seconds off the main thread by raising CancelledError into "
-                        "that thread (PyThreadState_SetAsyncExc), which 'will not interrupt "
-                        "long-running system calls': the read gave up at the hang cap, then the "
-                        "exception landed and the task was marked TimedOut."
-                    ),
-                    doc=f"{PREFECT2_SOURCE}/_internal/concurrency/cancellation.py#L544-L590",
-                ),
-            ),
-            "prefect3": (
-                Override(
-                    timeouts_interrupt=False,
-                    reason=(
-                        "Prefect 3.x uses SIGALRM only for a task called on the main thread; "
-                        "mapped tasks run in a thread pool, where the timeout is CancelledError "
-                        "raised into the thread, which 'will not interrupt long-running system "
-                        "calls': the read gave up at the hang cap before the task was TimedOut."
-                    ),
-                    doc=f"{PREFECT3_SOURCE}/_internal/concurrency/cancellation.py#L570-L616",
-                ),
-            ),
-        },
     ),
     Scenario(
         id="bad_data",
@@ -390,276 +324,6 @@ CATALOGUE: tuple[Scenario, ...] = (
 )
 
 
-# Prefect 1 static graphs (prefect1 on the local executor, prefect1-dask on a Dask cluster) ---
-
-PREFECT1 = ("prefect1", "prefect1-dask")
-PREFECT1_DOCS = "https://github.com/PrefectHQ/prefect/blob/1.4.1/docs/core"
-PREFECT1_SOURCE = "https://github.com/PrefectHQ/prefect/blob/1.4.1/src/prefect"
-PREFECT1_GRAPH_REASON = (
-    "A Prefect 1 graph is declared before it runs, so the work between steps is tasks too: the "
-    "enrichment fallback (optional_enrichment, trigger all_finished), the planner whose run-time "
-    "list `.map` fans out over (plan_candidates), the mapped parent `train` (state Mapped) beside "
-    "its children, the FilterTask join (keep_trained, trigger any_successful) and the `case` "
-    "comparison that gates register (case(True)). They run no step of their own."
-)
-
-
-PREFECT1_GRAPH_TASKS = (
-    "optional_enrichment",
-    "plan_candidates",
-    "train",
-    "keep_trained",
-    "case(True)",
-)
-
-
-def prefect1_graph(changed: dict[str, StepState] | None = None) -> dict[str, StepState]:
-    """The train flow's own graph tasks: completed, unless `changed` says otherwise."""
-    return {task: C for task in PREFECT1_GRAPH_TASKS} | (changed or {})
-
-
-def _prefect1_graph_only(changed: dict[str, StepState] | None = None, run: int = 1) -> Override:
-    return Override(
-        run=run,
-        steps=prefect1_graph(changed),
-        reason=PREFECT1_GRAPH_REASON,
-        doc=f"{PREFECT1_DOCS}/concepts/mapping.md",
-    )
-
-
-_NO_CANDIDATE_TRAINED = {"keep_trained": NOT_RUN, "case(True)": NOT_RUN}
-_PREFECT1_OVERRIDES: dict[str, tuple[Override, ...]] = {
-    "happy_path": (_prefect1_graph_only(),),
-    "db_maintenance": (_prefect1_graph_only(),),
-    "db_down": (
-        Override(
-            steps={
-                f"extract[{VALID}]": StepState.FAILED,
-                "enrich": C,
-                **prefect1_graph(dict.fromkeys(PREFECT1_GRAPH_TASKS[1:], NOT_RUN)),
-                "train": StepState.FAILED,
-            },
-            notifications=(
-                (TASK_FAILED, f"extract[{TRAIN}]"),
-                (TASK_FAILED, f"extract[{VALID}]"),
-                (TASK_FAILED, "train"),
-                (FLOW_FAILED, None),
-            ),
-            reason=(
-                "A static graph runs every branch whose upstreams succeeded: the second month's "
-                "extract does not wait for the first, so it meets the outage too (and is "
-                "notified), and enrich, which needs no database, runs. What needs the data is "
-                "TriggerFailed, except the mapped train: Prefect 1 checks mapping before the "
-                "trigger and fails it ('No upstream states can be mapped over'), so its failure "
-                "handler fires, and its children are never created. " + PREFECT1_GRAPH_REASON
-            ),
-            doc=f"{PREFECT1_SOURCE}/engine/task_runner.py#L453-L461",
-        ),
-    ),
-    "api_down": (_prefect1_graph_only(),),
-    "train_hangs": (_prefect1_graph_only(_NO_CANDIDATE_TRAINED),),
-    "train_blocks": (_prefect1_graph_only(_NO_CANDIDATE_TRAINED),),
-    "bad_data": (_prefect1_graph_only({"case(True)": StepState.SKIPPED}),),
-    "fanout_partial": (_prefect1_graph_only(),),
-    "resume_after_fix": (
-        _prefect1_graph_only(_NO_CANDIDATE_TRAINED, run=1),
-        _prefect1_graph_only(run=2),
-    ),
-    "retrain_until_good": (
-        Override(
-            steps={"optional_enrichment": C, "train_until_good": C, "case(True)": C},
-            absent=tuple(t for t in _retrain_steps() if t.startswith(("train[", "evaluate["))),
-            executed=tuple(_retrain_steps()),
-            reason=(
-                "Prefect 1 loops one task, not a pair (LOOP re-runs the task that raised it), so "
-                "one task, train_until_good, trains and evaluates a round per iteration: the "
-                "rounds are its Looped iterations, not tasks of their own; the steps' own log "
-                "has each round's train and evaluate. " + PREFECT1_GRAPH_REASON
-            ),
-            doc=f"{PREFECT1_DOCS}/advanced_tutorials/task-looping.md",
-        ),
-    ),
-}
-
-
-# On Dask's default (daemonic) worker processes Prefect 1 can only label a timeout.
-_PREFECT1_DASK_SOFT_TIMEOUT = Override(
-    timeouts_interrupt=False,
-    reason=(
-        "Prefect 1 enforces `timeout` with SIGALRM on the main thread, or by running the task in "
-        "a killable subprocess from a non-daemonic process. Dask's worker processes are daemonic "
-        "by default (distributed.worker.daemon), where Prefect 1 falls back to a soft timeout: "
-        "it waits on the task in a background thread, marks it TimedOut on time and warns that "
-        "it will 'continue running in the background'; the step ran on to the hang cap."
-    ),
-    doc=f"{PREFECT1_SOURCE}/utilities/executors.py#L470-L537",
-)
-_PREFECT1_DASK_OVERRIDES = {
-    "train_hangs": (_PREFECT1_DASK_SOFT_TIMEOUT,),
-    "train_blocks": (_PREFECT1_DASK_SOFT_TIMEOUT,),
-}
-
-
-def with_engine_overrides(
-    catalogue: tuple[Scenario, ...],
-    engines: tuple[str, ...],
-    table: dict[str, tuple[Override, ...]],
-) -> tuple[Scenario, ...]:
-    """The catalogue with `table`'s overrides (by scenario id) added for each of `engines`."""
-    return tuple(
-        scenario.model_copy(
-            update={
-                "overrides": scenario.overrides
-                | {
-                    engine: (*scenario.overrides.get(engine, ()), *table[scenario.id])
-                    for engine in engines
-                    if scenario.id in table
-                }
-            }
-        )
-        for scenario in catalogue
-    )
-
-
-CATALOGUE = with_engine_overrides(CATALOGUE, PREFECT1, _PREFECT1_OVERRIDES)
-CATALOGUE = with_engine_overrides(CATALOGUE, ("prefect1-dask",), _PREFECT1_DASK_OVERRIDES)
-
-
-# Airflow 3 (airflow/): where its DAGs differ from the shared spec, and why. -----------------------
-AIRFLOW_DOCS = "https://airflow.apache.org/docs/apache-airflow/stable"
-AIRFLOW_SOURCE = "https://github.com/apache/airflow/blob/3.3.2/airflow-core/src/airflow"
-TASK_RETRY = NotificationEvent.TASK_RETRY
-
-
-def _airflow_control(run: int = 1, **states: StepState) -> Override:
-    """States of the DAG's own control tasks, which run no pipeline step."""
-    return Override(
-        run=run,
-        steps=states,
-        reason=(
-            "A DAG declares its control flow as tasks: enrichment_or_none (trigger rule "
-            "all_done) lets features go on without the API, candidates computes the list "
-            "that train is mapped over, trained_models is the join (all_done_min_one_success) "
-            "that still runs when one mapped instance failed."
-        ),
-        doc=f"{AIRFLOW_DOCS}/core-concepts/dags.html#trigger-rules",
-    )
-
-
-def _airflow_retries(*tasks: str, per_task: int) -> tuple[tuple[NotificationEvent, str], ...]:
-    return tuple((TASK_RETRY, task) for task in tasks for _ in range(per_task))
-
-
-_RETRY_NOTE = (
-    "on_retry_callback also writes to the sink: Airflow calls it for every failed try that "
-    "will be retried, which the shared spec (failures only) does not list."
-)
-_CALLBACKS = f"{AIRFLOW_DOCS}/administration-and-deployment/logging-monitoring/callbacks.html"
-_TIMEOUTS = (
-    "Airflow has no timed-out state: execution_timeout raises AirflowTaskTimeout in the task "
-    "and the task instance ends `failed` like any other failure (the callback's exception "
-    "names the timeout)."
-)
-_TIMEOUT_DOC = f"{AIRFLOW_DOCS}/core-concepts/tasks.html#timeouts"
-_EXTRACT_RETRIES = _airflow_retries(f"extract[{TRAIN}]", f"extract[{VALID}]", per_task=2)
-_TRAINS_FAILED = {t: StepState.FAILED for t in train_tasks(*CANDIDATES)}
-_EVERYTHING_RAN = _airflow_control(enrichment_or_none=C, candidates=C, trained_models=C)
-_NO_CANDIDATE_TRAINED = _airflow_control(enrichment_or_none=C, candidates=C, trained_models=NOT_RUN)
-
-AIRFLOW_OVERRIDES: dict[str, tuple[Override, ...]] = {
-    "happy_path": (_EVERYTHING_RAN,),
-    "db_maintenance": (
-        _EVERYTHING_RAN,
-        Override(notifications=_EXTRACT_RETRIES, reason=_RETRY_NOTE, doc=_CALLBACKS),
-    ),
-    "db_down": (
-        _airflow_control(enrichment_or_none=C, candidates=NOT_RUN, trained_models=NOT_RUN),
-        Override(
-            steps={f"extract[{VALID}]": StepState.FAILED, "enrich": C},
-            notifications=(
-                (TASK_FAILED, f"extract[{TRAIN}]"),
-                (TASK_FAILED, f"extract[{VALID}]"),
-                *_airflow_retries(f"extract[{TRAIN}]", f"extract[{VALID}]", per_task=3),
-                (FLOW_FAILED, None),
-            ),
-            reason=(
-                "A DAG run does not stop at the first failure: every task whose trigger rule "
-                "is met still runs. The second month's extract and enrich do not depend on the "
-                "first month's extract, so they run (the extract fails too, on the same dead "
-                "database) and only their downstream tasks become upstream_failed. " + _RETRY_NOTE
-            ),
-            doc=f"{AIRFLOW_DOCS}/core-concepts/dags.html#trigger-rules",
-        ),
-        Override(
-            steps={"train": NOT_RUN},
-            reason=(
-                "A mapped task whose upstream failed is never expanded: Airflow keeps one "
-                "unmapped task instance (map_index -1) in upstream_failed, and no instance per "
-                "candidate exists (the candidates are recorded as never created)."
-            ),
-            doc=f"{AIRFLOW_SOURCE}/models/dagrun.py#L1535-L1593",
-        ),
-    ),
-    "api_down": (
-        _EVERYTHING_RAN,
-        Override(
-            outcome=FlowOutcome.COMPLETED,
-            notifications=((TASK_FAILED, "enrich"), *_airflow_retries("enrich", per_task=2)),
-            reason=(
-                "A DAG run ends success or failed, decided by its leaf tasks; Airflow has no "
-                "degraded state. The fallback path shows in the task instances: enrich failed, "
-                "features and everything after it succeeded (and the registered model is "
-                "tagged degraded). " + _RETRY_NOTE
-            ),
-            doc=f"{AIRFLOW_DOCS}/core-concepts/dag-run.html#dag-run-status",
-        ),
-    ),
-    "train_hangs": (
-        _NO_CANDIDATE_TRAINED,
-        Override(steps=_TRAINS_FAILED, reason=_TIMEOUTS, doc=_TIMEOUT_DOC),
-    ),
-    # execution_timeout is SIGALRM in the task's process: it interrupts the blocked read too.
-    "train_blocks": (
-        _NO_CANDIDATE_TRAINED,
-        Override(steps=_TRAINS_FAILED, reason=_TIMEOUTS, doc=_TIMEOUT_DOC),
-    ),
-    "bad_data": (_EVERYTHING_RAN,),
-    "fanout_partial": (_EVERYTHING_RAN,),
-    "resume_after_fix": (
-        _NO_CANDIDATE_TRAINED,
-        _airflow_control(
-            run=2,
-            enrichment_or_none=StepState.CACHED,
-            candidates=StepState.CACHED,
-            trained_models=C,
-        ),
-    ),
-    "retrain_until_good": (
-        Override(
-            steps={
-                "enrichment_or_none": C,
-                **{f"keep_going[round-{n}]": C for n in range(1, RETRAIN_ROUNDS + 1)},
-                **{
-                    f"{step}[round-{n}]": StepState.SKIPPED
-                    for n in range(RETRAIN_ROUNDS + 1, Settings().retrain_max_rounds + 1)
-                    for step in ("train", "evaluate", "keep_going")
-                    if not (step == "keep_going" and n == Settings().retrain_max_rounds)
-                },
-                "last_evaluation": C,
-            },
-            reason=(
-                "A DAG run cannot loop: the loop is declared as retrain_max_rounds rounds, each "
-                "with a short-circuit check (keep_going) that skips every later round once the "
-                "model is good enough; last_evaluation (none_failed_min_one_success) picks the "
-                "evaluation of the last round that ran."
-            ),
-            doc="https://airflow.apache.org/docs/apache-airflow-providers-standard/stable/"
-            "operators/python.html#shortcircuitoperator",
-        ),
-    ),
-}
-
-CATALOGUE = with_engine_overrides(CATALOGUE, ("airflow",), AIRFLOW_OVERRIDES)
 SCENARIOS: dict[str, Scenario] = {scenario.id: scenario for scenario in CATALOGUE}
 
 

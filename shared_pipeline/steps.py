@@ -197,9 +197,12 @@ def register(
     run_dir: str,
     features_result: dict[str, Any],
     evaluation: dict[str, Any],
-    degraded: bool = False,
 ) -> dict[str, Any]:
-    """Register the winner in MLflow; move `production` only if it beats the current model."""
+    """Register the winner in MLflow; move `production` only if it beats the current model.
+
+    A model trained without the enrichment (the fallback) is tagged degraded.
+    """
+    degraded = not features_result["enriched"]
     with step_attempt(run_dir, "register") as attempt:
         dicts, target = _load_pickle(features_result["path"])["valid"]
         production_rmse = None

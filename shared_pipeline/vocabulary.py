@@ -62,6 +62,22 @@ def task_id(step: str, key: str | None = None) -> str:
     return f"{step}[{key}]" if key else step
 
 
+def split_task_id(task: str) -> tuple[str, str | None]:
+    """`train[ridge]` -> ("train", "ridge"); `enrich` -> ("enrich", None)."""
+    step, _, key = task.partition("[")
+    return step, key.removesuffix("]") or None
+
+
+def task_state(table: Mapping[str, StepState], name: str, attempts: int, what: str) -> StepState:
+    """`table[name]` (see map_native), and a task that completed after more than one attempt
+    completed after a retry: the rule every adapter applies to its engine's attempt count.
+    """
+    state = map_native(table, name, what)
+    if state is StepState.COMPLETED and attempts > 1:
+        return StepState.COMPLETED_AFTER_RETRY
+    return state
+
+
 def map_native(table: Mapping[str, _T], name: str, what: str) -> _T:
     """`table[name]`: an adapter's explicit mapping table refuses a native name it does not know
     (`what` names it in the error, e.g. "shared state for Airflow task instance state").

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -116,6 +117,28 @@ def process_home(parent: Path) -> Path:
     home = parent / str(os.getpid())
     _remove(home)
     home.mkdir()
+    return home
+
+
+def engine_home(
+    parent: Path,
+    modules: tuple[str, ...],
+    env: Callable[[Path], dict[str, str]],
+    database: tuple[Path, str] | None = None,
+) -> Path:
+    """This process's fresh engine home under `parent` (see process_home), with the engine's
+    settings `env(home)` in os.environ and a copy of a migrated `database` (template, file name).
+
+    Engines read their settings when first imported: refuses if one of `modules` already is.
+    """
+    imported = [module for module in modules if module in sys.modules]
+    if imported:
+        raise RuntimeError(f"{', '.join(imported)} imported before its settings were made")
+    home = process_home(parent)
+    if database is not None:
+        template, name = database
+        shutil.copyfile(template, home / name)
+    os.environ.update(env(home))
     return home
 
 

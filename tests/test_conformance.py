@@ -50,4 +50,5 @@ def test_scenario_conforms_to_spec(
         record_path(pipeline_out / "results", adapter.name, scenario_id, record.db_backend)
     )
     assert stored == record
-    assert check_record(stored) == []
+    problems = check_record(stored)
+    assert not problems, "\n".join(problems)  # the whole message, and where to fix it

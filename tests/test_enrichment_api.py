@@ -140,6 +140,18 @@ def test_health_bad_month_and_unknown_path(api: EnrichmentAPI) -> None:
 
 
 @pytest.mark.timeout(20)
+def test_bad_body_is_a_200_whose_body_is_not_json(api: EnrichmentAPI) -> None:
+    api.set_mode("bad_body")
+    with OPENER.open(f"{api.url}/v1/zones?month={MONTH}", timeout=5) as response:
+        assert response.status == 200 and response.read().startswith(b"<html>")
+    with pytest.raises(ValueError, match="answered 200 with a body that is not JSON") as caught:
+        fetch_zone_congestion(api.url, MONTH, timeout=5)
+    assert pickle.loads(pickle.dumps(caught.value)).args == caught.value.args
+    api.set_mode("ok")
+    assert fetch_zone_congestion(api.url, MONTH, timeout=5) == zone_congestion(MONTH)
+
+
+@pytest.mark.timeout(20)
 def test_http_503_is_a_real_http_error(api: EnrichmentAPI) -> None:
     api.set_mode("http_503")
     with pytest.raises(APIStatusError) as caught:

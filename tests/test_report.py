@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from shared_pipeline import engine_table
 from shared_pipeline.control import ControlAdapter
 from shared_pipeline.harness import run_scenario
 from shared_pipeline.records import read_record
@@ -24,6 +25,7 @@ from shared_pipeline.report.markers import MarkerError, parse_file, wiring_block
 from shared_pipeline.report.render import build
 from shared_pipeline.scenarios import get_scenario
 from shared_pipeline.settings import Settings
+from shared_pipeline.wiring import wiring_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -128,10 +130,13 @@ def test_markers_must_pair_and_name_known_features(tmp_path: Path) -> None:
         "# report: begin retries\n",
         "# report: end retries\n",
         "# report: begin retry\n# report: end retry\n",
+        # Blocks never nest or overlap: a line is counted for one feature only.
+        "# report: begin retries\n# report: begin timeout\nx = 1\n# report: end timeout\n"
+        "# report: end retries\n",
     ):
         source.write_text(broken)
         with pytest.raises(MarkerError):
-            parse_file(source, "wiring.py", {"retries"})
+            parse_file(source, "wiring.py", {"retries", "timeout"})
 
 
 def test_every_relative_link_and_image_exists(report) -> None:
@@ -223,3 +228,19 @@ def test_graphs_do_not_depend_on_the_order_tasks_were_recorded(results: Path) ->
             assert flowchart(shuffled) == chart, path.name
             charted += 1
     assert charted > 0
+
+
+def test_each_explanation_is_said_once(report, results: Path) -> None:
+    _, files = report
+    text = files[Path("REPORT.md")].decode()
+    said = set()
+    for engine in engine_table.WIRINGS:
+        declared = wiring_of(engine)
+        assert declared is not None
+        said |= {item.reason for item in (*declared.rules, *declared.deviations)}
+        said |= {declared.graph_note} - {""}
+    for path in run_records(results):
+        said |= {limitation.reason for limitation in read_record(path).limitations}
+    assert said
+    for explanation in said:
+        assert text.count(explanation) <= 1, explanation

@@ -1,80 +1,121 @@
-"""The scenario catalogue's override mechanism: an engine's documented deviations, applied."""
+"""The spec knows no engine; each wiring's declaration (wiring.py) is applied to it."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
-from shared_pipeline.scenarios import (
-    CATALOGUE,
-    SCENARIOS,
-    Override,
-    RunExpectation,
-    Scenario,
-    ScenarioError,
-)
-from shared_pipeline.vocabulary import FlowOutcome, RegistryEffect, StepState
+from shared_pipeline.engine_table import ENGINES, WIRINGS
+from shared_pipeline.faults_plan import FaultKind, FaultRule
+from shared_pipeline.scenarios import CATALOGUE, SCENARIOS, RunExpectation, Scenario
+from shared_pipeline.vocabulary import FlowOutcome, NotificationEvent, RegistryEffect, StepState
+from shared_pipeline.wiring import Deviation, Graph, Rule, Wiring, expected, joins, wiring_of
 
-C = StepState.COMPLETED
+C, FAILED, NOT_RUN = StepState.COMPLETED, StepState.FAILED, StepState.NOT_RUN_UPSTREAM_FAILED
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def _scenario(*overrides: Override) -> Scenario:
+def _scenario(**run: object) -> Scenario:
+    base = dict(
+        steps={"a": C, "b[1]": C, "b[2]": FAILED, "c": StepState.TIMED_OUT},
+        outcome=FlowOutcome.DEGRADED,
+        notifications=((NotificationEvent.TASK_FAILED, "b[2]"),),
+        registry=RegistryEffect.PROMOTED,
+        timeouts_interrupt=True,
+    )
     return Scenario(
         id="demo",
         title="demo",
         description="demo",
-        runs=(
-            RunExpectation(
-                steps={"a": C, "b[1]": C, "b[2]": C, "c": C},
-                outcome=FlowOutcome.COMPLETED,
-                registry=RegistryEffect.PROMOTED,
+        faults=(FaultRule(step="c", kind=FaultKind.BLOCK),),
+        runs=(RunExpectation(**{**base, **run}),),
+    )
+
+
+def test_a_wiring_adds_control_tasks_from_rules_and_its_deviations_add_to_the_spec() -> None:
+    wiring = Wiring(
+        graph=lambda flow, steps: Graph({"join": joins(steps, "b")}, folded=("b[1]",)),
+        rules=(
+            Rule(
+                name="no degraded state",
+                outcomes={FlowOutcome.DEGRADED: FlowOutcome.COMPLETED},
+                states={StepState.TIMED_OUT: FAILED},
+                interrupts={FaultKind.BLOCK: False},
+                reason="r",
+                doc="https://example.org",
             ),
         ),
-        overrides={"engine": overrides},
+        deviations=(
+            Deviation(
+                scenario="demo",
+                steps={"a": FAILED},
+                notifications=((NotificationEvent.TASK_FAILED, "a"),),
+                reason="r",
+                doc="https://example.org",
+            ),
+        ),
     )
+    (run,) = expected(_scenario(), wiring)
+
+    assert run.steps == {"a": FAILED, "b[2]": FAILED, "c": FAILED, "join": C}
+    assert run.engine_tasks == ("join",)
+    assert run.executed == ("a", "b[1]", "b[2]", "c")  # folded tasks: checked by the step log
+    assert run.outcome is FlowOutcome.COMPLETED and run.timeouts_interrupt is False
+    assert [task for _, task in run.notifications] == ["b[2]", "a"]  # added, not restated
+    assert run.may_be_absent == ()  # failed tasks are created, even by a dynamic flow
+    (plain,) = expected(_scenario(), None)
+    assert plain == _scenario().runs[0]
 
 
-def test_an_override_can_replace_tasks_with_the_engines_own() -> None:
-    scenario = _scenario(
-        Override(
-            steps={"b_loop": C, "c": StepState.SKIPPED},
-            absent=("b[1]", "b[2]"),
-            executed=("a", "b[1]", "b[2]"),
-            reason="one looping task runs the b rounds",
-            doc="https://example.org/loop",
-        )
-    )
-    (expected,) = scenario.expected("engine")
-    assert expected.steps == {"a": C, "b_loop": C, "c": StepState.SKIPPED}
-    assert expected.engine_tasks == ("b_loop",)  # added by the override, not a spec step
-    assert expected.executed == ("a", "b[1]", "b[2]")
-    (unchanged,) = scenario.expected("another-engine")
-    assert unchanged == scenario.runs[0]
+def test_a_join_is_not_run_when_no_branch_completed() -> None:
+    assert joins({"b[1]": FAILED, "b[2]": StepState.TIMED_OUT}, "b") is NOT_RUN
+    assert joins({"b[1]": FAILED, "b[2]": StepState.COMPLETED_AFTER_RETRY}, "b") is C
 
 
-def test_an_override_cannot_drop_a_task_the_spec_does_not_have() -> None:
-    scenario = _scenario(Override(absent=("nope",), reason="r", doc="https://example.org"))
-    with pytest.raises(ScenarioError, match="nope"):
-        scenario.expected("engine")
+def test_the_spec_names_no_engine_and_no_wiring_task() -> None:
+    text = (ROOT / "shared_pipeline" / "scenarios.py").read_text()
+    # "python" names the plain-Python control, and the spec says Python for the language.
+    engine_names = {"prefect", "airflow", "dask", *ENGINES} - {"python"}
+    control_tasks = set()
+    for engine in WIRINGS:
+        wiring = wiring_of(engine)
+        for scenario in CATALOGUE:
+            for run in expected(scenario, wiring):
+                control_tasks |= {re.sub(r"\[.*", "", t) for t in run.engine_tasks}
+    control_tasks -= {"train", "evaluate"}  # the steps a graph may declare rounds of
+    for name in sorted(engine_names):
+        assert not re.search(rf"\b{re.escape(name)}", text, re.IGNORECASE), name
+    for name in sorted(control_tasks):  # identifiers: `candidates`, not the constant CANDIDATES
+        assert not re.search(rf"\b{re.escape(name)}\b", text), name
 
 
-@pytest.mark.parametrize("scenario", CATALOGUE, ids=lambda s: s.id)
-def test_every_override_applies_and_says_why_with_a_link(scenario: Scenario) -> None:
-    for engine, overrides in scenario.overrides.items():
-        assert len(scenario.expected(engine)) == len(scenario.runs)
-        for override in overrides:
-            assert override.reason.strip()
-            assert override.doc.startswith("https://"), (engine, override.doc)
+@pytest.mark.parametrize("engine", list(WIRINGS))
+def test_every_declaration_applies_says_why_with_a_link(engine: str) -> None:
+    wiring = wiring_of(engine)
+    assert wiring is not None
+    for item in (*wiring.rules, *wiring.deviations):
+        assert item.reason.strip() and item.doc.startswith("https://"), (engine, item)
+    for deviation in wiring.deviations:
+        assert deviation.scenario in SCENARIOS, deviation.scenario
+        assert deviation.run <= len(SCENARIOS[deviation.scenario].runs)
+    for scenario in CATALOGUE:
+        assert len(expected(scenario, wiring)) == len(scenario.runs)
 
 
 def test_prefect1_on_dask_differs_from_the_local_executor_only_in_timeouts() -> None:
+    local, dask = wiring_of("prefect1"), wiring_of("prefect1-dask")
+    assert local is not None and dask is not None
     for scenario in CATALOGUE:
-        local = scenario.overrides.get("prefect1", ())
-        dask = scenario.overrides.get("prefect1-dask", ())
-        assert dask[: len(local)] == local
-        assert all(o.timeouts_interrupt is False for o in dask[len(local) :])
+        ours, theirs = expected(scenario, local), expected(scenario, dask)
+        for a, b in zip(ours, theirs, strict=True):
+            assert a.model_copy(update={"timeouts_interrupt": None}) == b.model_copy(
+                update={"timeouts_interrupt": None}
+            )
     for scenario_id in ("train_hangs", "train_blocks"):
-        assert SCENARIOS[scenario_id].expected("prefect1")[0].timeouts_interrupt is True
-        assert SCENARIOS[scenario_id].expected("prefect1-dask")[0].timeouts_interrupt is False
-    retrain = SCENARIOS["retrain_until_good"].expected("prefect1")[0]
+        assert expected(SCENARIOS[scenario_id], local)[0].timeouts_interrupt is True
+        assert expected(SCENARIOS[scenario_id], dask)[0].timeouts_interrupt is False
+    retrain = expected(SCENARIOS["retrain_until_good"], local)[0]
     assert "train_until_good" in retrain.engine_tasks
     assert not any(task.startswith(("train[", "evaluate[")) for task in retrain.steps)

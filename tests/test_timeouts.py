@@ -160,8 +160,9 @@ def _ran_to_cap(record: RunRecord, late_s: float) -> RunRecord:
 def test_conformance_and_summary_tell_a_late_label_from_an_interruption(scenario_run) -> None:
     late = _ran_to_cap(scenario_run("train_blocks"), late_s=3.0)
 
-    problems = check_record(late)
+    *problems, where = check_record(late)
     assert len(problems) == 3
     assert all("ran to the hang cap" in p for p in problems)
+    assert where.startswith("where to fix:") and "shared_pipeline/scenarios.py" in where
     (verdicts,) = record_verdicts(late)
     assert summary(verdicts) == "labelled late by 3.0 s (×3)"

@@ -40,8 +40,10 @@ def parse_file(path: Path, rel: str, features: set[str]) -> dict[str, list[Block
         if feature not in features:
             raise MarkerError(f"{rel}:{number}: unknown feature {feature!r}")
         if verb == "begin":
-            if feature in open_at:
-                raise MarkerError(f"{rel}:{number}: {feature} begins again before it ends")
+            if open_at:
+                # Nested or overlapping blocks would count their shared lines twice.
+                inside = next(iter(open_at))
+                raise MarkerError(f"{rel}:{number}: {feature} begins inside {inside}")
             open_at[feature] = number
             continue
         if feature not in open_at:

@@ -1,0 +1,28 @@
+"""The engine table: each engine's adapter, and the wiring file that declares what it adds to or
+does differently from the shared spec. The only place in shared_pipeline/ that names a wiring.
+"""
+
+from __future__ import annotations
+
+# Engine name -> "module:factory", or "path/to/file.py:factory" (relative to the checkout) for a
+# wiring folder that must not be importable by its name. Each engine needs its own venv.
+ENGINES = {
+    "python": "shared_pipeline.control:ControlAdapter",
+    "prefect2": "prefect2.adapter:PrefectAdapter",
+    "prefect3": "prefect2.adapter:PrefectAdapter",
+    "prefect1": "prefect1.adapter:LocalAdapter",
+    "prefect1-dask": "prefect1.adapter:DaskAdapter",
+    # airflow/ is a DAGs folder: as a package it would shadow the installed `airflow`.
+    "airflow": "airflow/adapter.py:AirflowAdapter",
+}
+
+# Engine name -> "file.py:name" of its Wiring (shared_pipeline/wiring.py), loaded by file path
+# with no engine installed: the report and the conformance checks read them anywhere.
+WIRINGS = {
+    "python": "shared_pipeline/wiring.py:DYNAMIC",
+    "prefect2": "prefect2/expectations.py:PREFECT2",
+    "prefect3": "prefect2/expectations.py:PREFECT3",
+    "prefect1": "prefect1/expectations.py:LOCAL",
+    "prefect1-dask": "prefect1/expectations.py:DASK",
+    "airflow": "airflow/expectations.py:AIRFLOW",
+}

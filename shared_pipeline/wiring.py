@@ -1,0 +1,262 @@
+"""What a wiring declares beside its flows, and the expectation that makes for its engine.
+
+The spec (scenarios.py) knows no engine. Each wiring declares what its engine adds or does
+differently: the control tasks its graph has between the steps (a join, a `case`, a loop task),
+each with a rule that derives its state from the shared expectation; the tasks its engine may
+never create; behaviour rules that hold in every scenario (no timed-out state, say); and
+deviations in one scenario, each with its reason and a link. Only rules and deviations are
+behaviour (the report's †); control tasks are structure, explained once per wiring.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from functools import cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from shared_pipeline.faults_plan import HANG_FAULTS, FaultKind
+from shared_pipeline.records import FlowRunRecord
+from shared_pipeline.scenarios import Notifications, RunExpectation, Scenario
+from shared_pipeline.vocabulary import FlowOutcome, NotificationEvent, StepState
+
+C = StepState.COMPLETED
+NOT_RUN = StepState.NOT_RUN_UPSTREAM_FAILED
+RAN = {C, StepState.COMPLETED_AFTER_RETRY}
+NOT_EXECUTED = {StepState.CACHED, StepState.SKIPPED, NOT_RUN}
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+class Deviation(BaseModel):
+    """One documented behavioural difference from the spec in one flow run of one scenario.
+
+    `steps` may name spec tasks and the wiring's control tasks; `notifications` are added to
+    the spec's (an engine that notifies more says only what it adds).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scenario: str
+    run: int = 1
+    steps: dict[str, StepState] = {}
+    outcome: FlowOutcome | None = None
+    notifications: Notifications = ()
+    reason: str
+    doc: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A behaviour of the engine in every scenario where it applies, with the reason and a link:
+    its own names for states or outcomes, whether its timeouts interrupt each kind of hang, a
+    notification for every try it retries.
+    """
+
+    name: str  # a few words, for the places that only point at it
+    reason: str
+    doc: str
+    states: Mapping[StepState, StepState] = field(default_factory=dict)
+    outcomes: Mapping[FlowOutcome, FlowOutcome] = field(default_factory=dict)
+    interrupts: Mapping[FaultKind, bool] = field(default_factory=dict)
+    notifies_retries: bool = False
+
+
+@dataclass(frozen=True)
+class Graph:
+    """The control tasks a flow's graph has for one flow run, and the spec tasks it folds into a
+    task of its own (their steps are checked against the steps' own log, not as tasks).
+    """
+
+    tasks: dict[str, StepState] = field(default_factory=dict)
+    folded: tuple[str, ...] = ()
+
+
+def called_only(task: str, state: StepState) -> bool:
+    """A dynamic flow creates a task when it calls it: one it never got to is never created."""
+    return state in (NOT_RUN, StepState.SKIPPED)
+
+
+def unmapped_children(step: str) -> Callable[[str, StepState], bool]:
+    """A static graph's mapped `step` that never ran has no children: they are never created."""
+
+    def never_created(task: str, state: StepState) -> bool:
+        return task.startswith(f"{step}[") and state is NOT_RUN
+
+    return never_created
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """A wiring's declaration. `graph(flow, steps)` gives its control tasks from the expected
+    steps; `never_created(task, state)` says which expected tasks its engine may not create.
+    """
+
+    never_created: Callable[[str, StepState], bool] = called_only
+    graph: Callable[[str, dict[str, StepState]], Graph] | None = None
+    graph_note: str = ""  # what the control tasks are: structure, explained once
+    graph_doc: str = ""
+    rules: tuple[Rule, ...] = ()
+    deviations: tuple[Deviation, ...] = ()
+    where: str = "shared_pipeline/wiring.py"  # the file that declares it, for error messages
+
+    def applied(
+        self, scenario: Scenario, runs: Iterable[FlowRunRecord] = ()
+    ) -> list[Rule | Deviation]:
+        """The rules and deviations that change `scenario`'s expectation (the report's †); a
+        retry notification rule applies where the recorded `runs` had retries.
+        """
+        spec = list(scenario.runs)
+        found: list[Rule | Deviation] = [d for d in self.deviations if d.scenario == scenario.id]
+        retried = any(retry_notifications(run) for run in runs)
+        for rule in self.rules:
+            plain = replace(rule, notifies_retries=False)
+            ruled = [_apply_rule(scenario, run, plain) for run in spec]
+            if ruled != spec or (rule.notifies_retries and retried):
+                found.append(rule)
+        return found
+
+
+# Helpers for a wiring's graph rules: a control task's state from the steps it stands between.
+
+
+def ran_after(state: StepState | None) -> StepState:
+    """A task downstream of a step that ran (whatever its outcome): not run if that step was not."""
+    return NOT_RUN if state in (None, NOT_RUN) else C
+
+
+def as_step(state: StepState | None) -> StepState:
+    """A task that runs with a step and, like it, keeps a success from before a resume."""
+    return StepState.CACHED if state is StepState.CACHED else ran_after(state)
+
+
+def joins(steps: dict[str, StepState], step: str) -> StepState:
+    """A join that runs once any branch of `step` completed."""
+    branches = [s for t, s in steps.items() if t.startswith(f"{step}[")]
+    return C if any(s in RAN for s in branches) else NOT_RUN
+
+
+def gates(state: StepState | None) -> StepState:
+    """A branch point in front of a step: skipped or not run as that step is, else completed."""
+    return state if state in (StepState.SKIPPED, NOT_RUN) else C
+
+
+# Applying a declaration.
+
+
+def _hang_kinds(scenario: Scenario) -> set[FaultKind]:
+    return {rule.kind for rule in scenario.faults if rule.kind in HANG_FAULTS}
+
+
+def _apply_rule(scenario: Scenario, run: RunExpectation, rule: Rule) -> RunExpectation:
+    update: dict = {}
+    if rule.states:
+        update["steps"] = {t: rule.states.get(s, s) for t, s in run.steps.items()}
+    if rule.outcomes:
+        update["outcome"] = rule.outcomes.get(run.outcome, run.outcome)
+    if rule.interrupts and run.timeouts_interrupt is not None:
+        verdicts = {rule.interrupts[k] for k in _hang_kinds(scenario) if k in rule.interrupts}
+        if verdicts:
+            update["timeouts_interrupt"] = all(verdicts) and run.timeouts_interrupt
+    if rule.notifies_retries:
+        update["notifies_retries"] = True
+    return run.model_copy(update=update)
+
+
+def expected(scenario: Scenario, wiring: Wiring | None) -> list[RunExpectation]:
+    """The shared expectation of each flow run with `wiring`'s declaration applied."""
+    if wiring is None:
+        return list(scenario.runs)
+    runs = []
+    for number, base in enumerate(scenario.runs, start=1):
+        run = base
+        for rule in wiring.rules:
+            run = _apply_rule(scenario, run, rule)
+        steps, outcome, notes = dict(run.steps), run.outcome, list(run.notifications)
+        for deviation in wiring.deviations:
+            if deviation.scenario == scenario.id and deviation.run == number:
+                steps.update(deviation.steps)
+                outcome = deviation.outcome or outcome
+                notes += deviation.notifications
+        graph = wiring.graph(scenario.flow, steps) if wiring.graph else Graph()
+        overridden = {
+            t: s
+            for d in wiring.deviations
+            for t, s in d.steps.items()
+            if d.scenario == scenario.id and d.run == number and t in graph.tasks
+        }
+        control = {**graph.tasks, **overridden}
+        executed = run.executed
+        if graph.folded:
+            kept = {t: s for t, s in steps.items() if t not in graph.folded}
+            executed = tuple(t for t, s in steps.items() if s not in NOT_EXECUTED)
+            steps = kept
+        steps = {**steps, **control}
+        absent = tuple(
+            t for t, s in steps.items() if t not in control and wiring.never_created(t, s)
+        )
+        runs.append(
+            run.model_copy(
+                update={
+                    "steps": steps,
+                    "outcome": outcome,
+                    "notifications": tuple(notes),
+                    "executed": executed,
+                    "engine_tasks": tuple(control),
+                    "may_be_absent": absent,
+                }
+            )
+        )
+    return runs
+
+
+def retry_notifications(run: FlowRunRecord) -> Counter[tuple[str, str | None]]:
+    """One retry notification per failed attempt the step logged that another attempt followed."""
+    tries: dict[str, int] = Counter(entry.task for entry in run.attempt_log)
+    seen: Counter[str] = Counter()
+    notes: Counter[tuple[str, str | None]] = Counter()
+    for entry in run.attempt_log:
+        seen[entry.task] += 1
+        if entry.outcome != "completed" and seen[entry.task] < tries[entry.task]:
+            notes[(str(NotificationEvent.TASK_RETRY), entry.task)] += 1
+    return notes
+
+
+# Which wiring declares each engine: the engine table (engine_table.py) names the files.
+
+
+def _load(target: str) -> Wiring:
+    path, _, name = target.partition(":")
+    module_name = "wiring_" + path.replace("/", "_").removesuffix(".py")
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, CHECKOUT / path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    wiring = getattr(sys.modules[module_name], name)
+    return Wiring(**{**wiring.__dict__, "where": path})
+
+
+@cache
+def wiring_of(engine: str) -> Wiring | None:
+    from shared_pipeline.engine_table import WIRINGS
+
+    target = WIRINGS.get(engine)
+    return _load(target) if target else None
+
+
+DYNAMIC = Wiring()  # the plain-Python control: a dynamic flow, nothing added
+
+
+def expectations(scenario: Scenario, engine: str) -> list[RunExpectation]:
+    return expected(scenario, wiring_of(engine))
+
+
+def describe(items: Iterable[Rule | Deviation]) -> list[str]:
+    return [f"{item.reason} ([source]({item.doc}))" for item in items]
