@@ -231,6 +231,8 @@ def retry_notifications(run: FlowRunRecord) -> Counter[tuple[str, str | None]]:
 
 def _load(target: str) -> Wiring:
     path, _, name = target.partition(":")
+    if (CHECKOUT / path).resolve() == Path(__file__).resolve():  # declared here (DYNAMIC)
+        return Wiring(**{**globals()[name].__dict__, "where": path})
     module_name = "wiring_" + path.replace("/", "_").removesuffix(".py")
     if module_name not in sys.modules:
         spec = importlib.util.spec_from_file_location(module_name, CHECKOUT / path)
