@@ -65,13 +65,12 @@ class Headroom:
         )
 
 
-def _attempts(records: Iterable[RunRecord], step: str) -> Iterator[tuple[float, float, str]]:
+def _attempts(records: Iterable[RunRecord], clock: Clock) -> Iterator[tuple[float, float, str]]:
     for record in records:
-        limit = record.settings.get(step_clock(step).setting)
-        limit = float(limit if limit is not None else getattr(Settings(), step_clock(step).setting))
+        limit = float(record.settings.get(clock.setting, getattr(Settings(), clock.setting)))
         for run in record.runs:
             for entry in run.attempt_log:
-                seconds = healthy_seconds(entry) if entry.step == step else None
+                seconds = healthy_seconds(entry) if entry.step == clock.step else None
                 if seconds is not None:
                     where = f"{record.engine}, {record.scenario}"
                     if record.db_backend != "sqlite":
@@ -79,16 +78,12 @@ def _attempts(records: Iterable[RunRecord], step: str) -> Iterator[tuple[float, 
                     yield seconds, limit, where
 
 
-def step_clock(step: str) -> Clock:
-    return next(clock for clock in CLOCKS if clock.step == step)
-
-
 def headrooms(records: Iterable[RunRecord]) -> list[Headroom]:
     """Per step clock, its least headroom over any healthy attempt in `records`."""
     records = list(records)
     found = []
     for clock in CLOCKS:
-        attempts = list(_attempts(records, clock.step))
+        attempts = list(_attempts(records, clock))
         if attempts:
             slowest, limit, where = min(attempts, key=lambda a: a[1] / max(a[0], 1e-6))
             found.append(Headroom(clock, limit, slowest, where))

@@ -14,9 +14,10 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from threadpoolctl import threadpool_limits
 
 # One BLAS/OpenMP thread per process. Test workers, Dask workers and engine task processes
-# already share 2 cores; OpenBLAS's own threads then spin against each other and a fit that
-# takes 40 ms alone took 0.5 s beside one other busy process. The variables reach the processes
-# this one starts (set before their numpy loads); the limit covers the libraries loaded here.
+# already share 2 cores; OpenBLAS's own threads then spin against each other: beside a busy
+# test run a fit took up to 0.5 s with two threads, and at most 0.06 s with one. The variables
+# reach the processes this one starts (set before their numpy loads); the limit covers the
+# libraries loaded here.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 for _name in THREAD_VARIABLES:
     os.environ[_name] = "1"
@@ -62,7 +63,8 @@ def make_model(candidate: dict[str, Any], vectorizer: DictVectorizer | None = No
     kind = candidate["model"]
     if kind == "linear":
         # On a sparse matrix LinearRegression iterates (scipy's lsqr) until `tol`: Ridge's default
-        # precision takes a third of the time of its own 1e-6 and moves RMSE by under 0.002 min.
+        # precision takes about a quarter of the time of its own 1e-6, and moves RMSE by under
+        # 0.002 min.
         regressor = LinearRegression(tol=1e-4)
     elif kind == "ridge":
         regressor = Ridge(alpha=candidate.get("alpha", 1.0))

@@ -258,7 +258,3 @@ DYNAMIC = Wiring()  # the plain-Python control: a dynamic flow, nothing added
 
 def expectations(scenario: Scenario, engine: str) -> list[RunExpectation]:
     return expected(scenario, wiring_of(engine))
-
-
-def describe(items: Iterable[Rule | Deviation]) -> list[str]:
-    return [f"{item.reason} ([source]({item.doc}))" for item in items]
