@@ -16,20 +16,19 @@ from shared_pipeline import steps
 from shared_pipeline.settings import Settings
 
 SETTINGS = Settings()
-# Every task gets the run directory from the DAG run's params (dag.test(run_conf=...)).
-RUN_DIR = "{{ params.run_dir }}"
 
-# report: begin notifications
 DAG_ARGS: dict[str, Any] = {
     "schedule": None,
+    # Type and description of the DAG functions' `run_dir` argument (a DAG param), for the UI.
     "params": {"run_dir": Param("", type="string", description="the scenario's run directory")},
+    # report: begin notifications
     "on_failure_callback": notify_dag_failed,
     "default_args": {
         "on_failure_callback": notify_task_failed,
         "on_retry_callback": notify_task_retry,
     },
+    # report: end notifications
 }
-# report: end notifications
 
 
 # report: begin retries
@@ -104,14 +103,14 @@ def register(run_dir: str, features_result: dict, evaluation: dict) -> dict[str,
     return steps.register(run_dir, features_result, evaluation)
 
 
-def prepare() -> tuple[Any, Any]:
+def prepare(run_dir: str) -> tuple[Any, Any]:
     """Extract and read each month (one task group per month), enrich, build the features."""
     reads = []
     for month in (SETTINGS.train_month, SETTINGS.valid_month):
         with TaskGroup(group_id=month):
-            reads.append(read(RUN_DIR, month, extract(RUN_DIR, month)))
-    enrichment = enrich(RUN_DIR, [SETTINGS.train_month, SETTINGS.valid_month])
+            reads.append(read(run_dir, month, extract(run_dir, month)))
+    enrichment = enrich(run_dir, [SETTINGS.train_month, SETTINGS.valid_month])
     # report: begin fallback
-    feats = features(RUN_DIR, *reads, enrichment_or_none(enrichment))
+    feats = features(run_dir, *reads, enrichment_or_none(enrichment))
     # report: end fallback
     return reads[0], feats

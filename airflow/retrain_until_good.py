@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import TaskGroup, TriggerRule, dag, task
-from pipeline_tasks import DAG_ARGS, RUN_DIR, SETTINGS, gate, prepare, register
+from pipeline_tasks import DAG_ARGS, SETTINGS, gate, prepare, register
 
 from shared_pipeline import steps
 
@@ -44,23 +44,23 @@ def last_evaluation(evaluations: list[dict[str, Any] | None]) -> dict[str, Any]:
 
 
 @dag(dag_id="retrain_until_good", **DAG_ARGS)
-def retrain_until_good() -> None:
-    train_read, feats = prepare()
+def retrain_until_good(run_dir: str = "") -> None:
+    train_read, feats = prepare(run_dir)
     # report: begin loop
     evaluations, checks = [], []
     for number in range(1, SETTINGS.retrain_max_rounds + 1):
         with TaskGroup(group_id=f"round-{number}"):
-            model = train_round(RUN_DIR, feats, number)
+            model = train_round(run_dir, feats, number)
             # A round trains only if every earlier round said "keep going": the first "stop"
             # skips all later rounds at once (instead of one scheduling pass per round).
             checks >> model
-            evaluations.append(evaluate(RUN_DIR, feats, model, f"round-{number}"))
+            evaluations.append(evaluate(run_dir, feats, model, f"round-{number}"))
             if number < SETTINGS.retrain_max_rounds:
-                checks.append(keep_going(RUN_DIR, evaluations[-1], number))
+                checks.append(keep_going(run_dir, evaluations[-1], number))
     best = last_evaluation(evaluations)
     # report: end loop
     # report: begin quality_gate
-    gate(RUN_DIR, train_read, best) >> register(RUN_DIR, feats, best)
+    gate(run_dir, train_read, best) >> register(run_dir, feats, best)
     # report: end quality_gate
 
 

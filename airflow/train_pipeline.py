@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import TriggerRule, dag, task
-from pipeline_tasks import DAG_ARGS, RUN_DIR, evaluate, gate, prepare, register, train
+from pipeline_tasks import DAG_ARGS, evaluate, gate, prepare, register, train
 
 from shared_pipeline import steps
 
@@ -29,16 +29,16 @@ def trained_models(trained: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @dag(dag_id="train_pipeline", **DAG_ARGS)
-def train_pipeline() -> None:
-    train_read, feats = prepare()
+def train_pipeline(run_dir: str = "") -> None:
+    train_read, feats = prepare(run_dir)
     # report: begin fanout
-    trained = train.partial(run_dir=RUN_DIR, features_result=feats).expand(
-        candidate=candidates(RUN_DIR, feats)
+    trained = train.partial(run_dir=run_dir, features_result=feats).expand(
+        candidate=candidates(run_dir, feats)
     )
-    evaluation = evaluate(RUN_DIR, feats, trained_models(trained))
+    evaluation = evaluate(run_dir, feats, trained_models(trained))
     # report: end fanout
     # report: begin quality_gate
-    gate(RUN_DIR, train_read, evaluation) >> register(RUN_DIR, feats, evaluation)
+    gate(run_dir, train_read, evaluation) >> register(run_dir, feats, evaluation)
     # report: end quality_gate
 
 

@@ -80,6 +80,11 @@ def degraded_if_enrich_failed(flow: Flow, state: Any, reference_task_states: set
     return state
 
 
+def enrichment_or_none(run_dir: Parameter) -> Any:
+    """The enrichment, or None once enrich has failed for good: the API is optional."""
+    return optional_enrichment(enrich(run_dir, MONTHS))
+
+
 # report: end fallback
 
 
@@ -142,11 +147,7 @@ def prepare(run_dir: Parameter) -> tuple[Any, Any]:
     for month in MONTHS:
         path = extract(run_dir, month, task_args=dict(name=f"extract[{month}]"))
         reads.append(read(run_dir, month, path, task_args=dict(name=f"read[{month}]")))
-    enrichment = enrich(run_dir, MONTHS)
-    # report: begin fallback
-    feats = features(run_dir, *reads, optional_enrichment(enrichment))
-    # report: end fallback
-    return reads[0], feats
+    return reads[0], features(run_dir, *reads, enrichment_or_none(run_dir))
 
 
 def finish(run_dir: Parameter, train_read: Any, feats: Any, evaluation: Any) -> Any:

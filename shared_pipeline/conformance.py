@@ -6,7 +6,7 @@ from collections import Counter
 
 from shared_pipeline.faults_plan import HANG_FAULTS
 from shared_pipeline.records import FlowRunRecord, RunRecord
-from shared_pipeline.scenarios import RunExpectation, get_scenario
+from shared_pipeline.scenarios import RunExpectation, Scenario, get_scenario
 from shared_pipeline.vocabulary import STEPS, StepState
 from shared_pipeline.wiring import expectations, retry_notifications, wiring_of
 
@@ -96,9 +96,11 @@ def _check_run(run: FlowRunRecord, expected: RunExpectation) -> list[str]:
     return problems
 
 
-def check_record(record: RunRecord) -> list[str]:
-    """Every way `record` differs from its spec for its engine; empty when it conforms."""
-    expected = expectations(get_scenario(record.scenario), record.engine)
+def check_record(record: RunRecord, scenario: Scenario | None = None) -> list[str]:
+    """Every way `record` differs from its spec for its engine (the spec of `scenario`, by
+    default the catalogue's scenario of the record); empty when it conforms.
+    """
+    expected = expectations(scenario or get_scenario(record.scenario), record.engine)
     if len(record.runs) != len(expected):
         problems = [f"{len(record.runs)} flow run(s), spec {len(expected)}"]
     else:

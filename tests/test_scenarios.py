@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from shared_pipeline.conformance import check_record
 from shared_pipeline.engine_table import ENGINES, WIRINGS
 from shared_pipeline.faults_plan import FaultKind, FaultRule
+from shared_pipeline.records import read_record, record_path
 from shared_pipeline.scenarios import CATALOGUE, SCENARIOS, RunExpectation, Scenario
 from shared_pipeline.vocabulary import FlowOutcome, NotificationEvent, RegistryEffect, StepState
 from shared_pipeline.wiring import Deviation, Graph, Rule, Wiring, expected, joins, wiring_of
@@ -119,3 +121,20 @@ def test_prefect1_on_dask_differs_from_the_local_executor_only_in_timeouts() -> 
     retrain = expected(SCENARIOS["retrain_until_good"], local)[0]
     assert "train_until_good" in retrain.engine_tasks
     assert not any(task.startswith(("train[", "evaluate[")) for task in retrain.steps)
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_a_scenario_with_no_engine_specific_behaviour_needs_no_change_in_any_wiring(
+    engine: str,
+) -> None:
+    # api_bad_body was added as the README's recipe says: the spec and the fault layer only.
+    # Under a name no wiring has heard of, each wiring derives its whole expectation (its control
+    # tasks included) from the spec, and the engine's recorded run of it still conforms.
+    declarations = [ROOT / target.partition(":")[0] for target in WIRINGS.values()]
+    assert not any("api_bad_body" in path.read_text() for path in declarations)
+    unheard_of = SCENARIOS["api_bad_body"].model_copy(update={"id": "added_by_the_recipe"})
+    wiring = wiring_of(engine)
+    assert expected(unheard_of, wiring) == expected(SCENARIOS["api_bad_body"], wiring)
+    record = read_record(record_path(ROOT / "results", engine, "api_bad_body"))
+    problems = check_record(record, unheard_of)
+    assert not problems, "\n".join(problems)
