@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import importlib
-import importlib.util
 import os
 import shutil
 import sys
@@ -19,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shared_pipeline.engine_table import ENGINES
+from shared_pipeline.loading import load_module
 from shared_pipeline.scenarios import CATALOGUE, SCENARIOS, ScenarioError
 from shared_pipeline.settings import Settings
 
@@ -28,8 +27,6 @@ MIN_TRIPS = Settings.model_fields["trips_per_month"].metadata[0].ge
 if TYPE_CHECKING:
     from shared_pipeline.harness import EngineAdapter
 
-CHECKOUT = Path(__file__).resolve().parents[1]
-
 
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
@@ -37,23 +34,7 @@ class CLIError(Exception):
 
 def engine_module(engine: str) -> ModuleType:
     """The module that holds `engine`'s adapter, imported by name or loaded from its file."""
-    target = ENGINES[engine].split(":")[0]
-    if not target.endswith(".py"):
-        return importlib.import_module(target)
-    path = CHECKOUT / target
-    name = f"{engine}_wiring_{path.stem}"  # never the engine's own package name
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot load {path}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[name]
-            raise
-    return sys.modules[name]
+    return load_module(ENGINES[engine].split(":")[0])
 
 
 def load_adapter(engine: str, out: Path) -> EngineAdapter:

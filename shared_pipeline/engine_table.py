@@ -16,10 +16,10 @@ ENGINES = {
     "airflow": "airflow/adapter.py:AirflowAdapter",
 }
 
-# Engine name -> "file.py:name" of its Wiring (shared_pipeline/wiring.py), loaded by file path
+# Engine name -> "module:name" or "file.py:name" of its Wiring (shared_pipeline/wiring.py), loaded
 # with no engine installed: the report and the conformance checks read them anywhere.
 WIRINGS = {
-    "python": "shared_pipeline/wiring.py:DYNAMIC",
+    "python": "shared_pipeline.wiring:DYNAMIC",
     "prefect2": "prefect2/expectations.py:PREFECT2",
     "prefect3": "prefect2/expectations.py:PREFECT3",
     "prefect1": "prefect1/expectations.py:LOCAL",

@@ -31,7 +31,7 @@ class Settings(BaseModel):
     api_timeout_s: float = 0.5
     # Training: a candidate that runs longer than this is stopped by the engine. A healthy fit
     # (the regressor on the features' matrix) took at most 0.38 s in a full `nox` run on 2 cores
-    # (every engine, two test workers); whole seconds, as Prefect 1 takes only ints.
+    # (every engine, two test workers); whole seconds, as some engines take only ints.
     train_timeout_s: float = 2.0
     # A planned hang gives up after this long, so an engine that cannot interrupt still ends.
     hang_cap_s: float = 4.0

@@ -40,7 +40,7 @@ class RegistryEffect(StrEnum):
 
 class NotificationEvent(StrEnum):
     TASK_FAILED = "task_failed"
-    TASK_RETRY = "task_retry"  # an engine's retry callback (Airflow's on_retry_callback)
+    TASK_RETRY = "task_retry"  # an engine's callback for a try that will be retried
     FLOW_FAILED = "flow_failed"
 
 
@@ -80,7 +80,7 @@ def task_state(table: Mapping[str, StepState], name: str, attempts: int, what: s
 
 def map_native(table: Mapping[str, _T], name: str, what: str) -> _T:
     """`table[name]`: an adapter's explicit mapping table refuses a native name it does not know
-    (`what` names it in the error, e.g. "shared state for Airflow task instance state").
+    (`what` names it in the error, e.g. "shared state for task instance state").
     """
     try:
         return table[name]

@@ -10,17 +10,15 @@ behaviour (the report's †); control tasks are structure, explained once per wi
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
 from shared_pipeline.faults_plan import HANG_FAULTS, FaultKind
+from shared_pipeline.loading import load_module
 from shared_pipeline.records import FlowRunRecord
 from shared_pipeline.scenarios import Notifications, RunExpectation, Scenario
 from shared_pipeline.vocabulary import FlowOutcome, NotificationEvent, StepState
@@ -29,7 +27,6 @@ C = StepState.COMPLETED
 NOT_RUN = StepState.NOT_RUN_UPSTREAM_FAILED
 RAN = {C, StepState.COMPLETED_AFTER_RETRY}
 NOT_EXECUTED = {StepState.CACHED, StepState.SKIPPED, NOT_RUN}
-CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 class Deviation(BaseModel):
@@ -230,19 +227,10 @@ def retry_notifications(run: FlowRunRecord) -> Counter[tuple[str, str | None]]:
 
 
 def _load(target: str) -> Wiring:
-    path, _, name = target.partition(":")
-    if (CHECKOUT / path).resolve() == Path(__file__).resolve():  # declared here (DYNAMIC)
-        return Wiring(**{**globals()[name].__dict__, "where": path})
-    module_name = "wiring_" + path.replace("/", "_").removesuffix(".py")
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, CHECKOUT / path)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot load {path}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    wiring = getattr(sys.modules[module_name], name)
-    return Wiring(**{**wiring.__dict__, "where": path})
+    module, _, name = target.partition(":")
+    where = module if module.endswith(".py") else module.replace(".", "/") + ".py"
+    wiring = getattr(load_module(module), name)
+    return Wiring(**{**wiring.__dict__, "where": where})
 
 
 @cache

@@ -77,7 +77,8 @@ def test_a_join_is_not_run_when_no_branch_completed() -> None:
 
 
 def test_the_spec_names_no_engine_and_no_wiring_task() -> None:
-    text = (ROOT / "shared_pipeline" / "scenarios.py").read_text()
+    spec = ("scenarios.py", "faults_plan.py", "settings.py", "vocabulary.py")  # and its imports
+    text = "\n".join((ROOT / "shared_pipeline" / name).read_text() for name in spec)
     # "python" names the plain-Python control, and the spec says Python for the language.
     engine_names = {"prefect", "airflow", "dask", *ENGINES} - {"python"}
     control_tasks = set()
@@ -130,7 +131,7 @@ def test_a_scenario_with_no_engine_specific_behaviour_needs_no_change_in_any_wir
     # api_bad_body was added as the README's recipe says: the spec and the fault layer only.
     # Under a name no wiring has heard of, each wiring derives its whole expectation (its control
     # tasks included) from the spec, and the engine's recorded run of it still conforms.
-    declarations = [ROOT / target.partition(":")[0] for target in WIRINGS.values()]
+    declarations = {ROOT / declared.where for e in WIRINGS if (declared := wiring_of(e))}
     assert not any("api_bad_body" in path.read_text() for path in declarations)
     unheard_of = SCENARIOS["api_bad_body"].model_copy(update={"id": "added_by_the_recipe"})
     wiring = wiring_of(engine)

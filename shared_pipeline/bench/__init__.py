@@ -10,14 +10,14 @@ peak memory counts too). Each engine runs in its own virtualenv (`nox -s bench`)
 
 from __future__ import annotations
 
-# Engine name -> module implementing the interface above.
+# Engine name -> module implementing the interface above (shared_pipeline.loading.load_module).
 BENCH = {
     "python": "shared_pipeline.bench.plain",
     "prefect2": "prefect2.bench",
     "prefect3": "prefect2.bench",
     "prefect1": "prefect1.bench",
     "prefect1-dask": "prefect1.bench_dask",
-    "airflow": "shared_pipeline.bench.airflow3",
+    "airflow": "airflow/bench.py",  # a file: airflow/ is a DAGs folder, not a package
 }
 SIZES = (10, 100, 1000)
 SHAPES = ("chain", "fanout")

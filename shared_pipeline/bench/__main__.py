@@ -6,7 +6,6 @@ Runs in the engine's own virtualenv; writes DIR/<engine>.json. Prints progress a
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import os
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from shared_pipeline.bench import BENCH, REPEATS, SHAPES, SIZES
 from shared_pipeline.bench.sampler import Sampler
+from shared_pipeline.loading import load_module
 
 PROFILED = (SHAPES[0], SIZES[1])  # where the time goes: one sampled chain of the middle size
 BUDGET_S = 120.0  # noxfile.py gives each engine its share of the 15 minutes the bench may take
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
     t0 = time.perf_counter()
-    engine = importlib.import_module(BENCH[args.engine])
+    engine = load_module(BENCH[args.engine])
     engine.start(args.workdir.resolve())
     import_s = time.perf_counter() - t0
     first_s = timed(engine.chain, 1)

@@ -1,7 +1,7 @@
 """Trivial Airflow 3 TaskFlow tasks for the overhead benchmark: one DAG run each, under dag.test().
 
-The DAGs live in their own DAGs folder (airflow_dags/): dag.test() re-parses the DAGs folder on
-every call, so it holds nothing else (the pipeline's DAGs folder, airflow/, is not touched).
+The DAGs live in their own DAGs folder (bench_dags/): dag.test() re-parses the DAGs folder on
+every call, so it holds nothing else (the pipeline's DAGs folder, airflow/, ignores both).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 __all__ = ["VERSION", "chain", "fanout", "pids", "start", "stop"]
 
 VERSION = version("apache-airflow")
-DAGS_FOLDER = Path(__file__).resolve().parent / "airflow_dags"
+DAGS_FOLDER = Path(__file__).resolve().parent / "bench_dags"
 DAG_FILE = DAGS_FOLDER / "overhead.py"
 
 
