@@ -228,16 +228,18 @@ def bench(session: nox.Session, engine: str) -> None:
 
 @nox.session(python=PYTHON)
 def report(session: nox.Session) -> None:
-    """REPORT.md and docs/report/*.png from results/ only (no engine here); mermaid checked."""
+    """REPORT.md and its pages and figures under docs/report/, from results/ only (no engine
+    here); every mermaid block checked by mermaid's parser.
+    """
     session.install("-r", str(REPORT / "requirements.txt"))
     # The package is not installed: its dependencies (pandas, MLflow, ...) are not needed here.
     session.run(
         "python", "-m", "shared_pipeline.report", "--root", str(ROOT), env={"PYTHONPATH": str(ROOT)}
     )
-    _check_mermaid(session, ROOT / "REPORT.md")
+    _check_mermaid(session, [ROOT / "REPORT.md", *sorted((ROOT / "docs" / "report").glob("*.md"))])
 
 
-def _check_mermaid(session: nox.Session, markdown: Path) -> None:
+def _check_mermaid(session: nox.Session, markdown: list[Path]) -> None:
     """Every mermaid block through mermaid's own parser, in node (packages installed once)."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         session.error("node and npm are needed to check the report's mermaid blocks")
@@ -256,12 +258,13 @@ def _check_mermaid(session: nox.Session, markdown: Path) -> None:
         )
     shutil.copyfile(REPORT / "mermaid" / "check.mjs", work / "check.mjs")
     # The same blocks, parser and checker as the last accepted run: the verdict cannot differ.
-    blocks = re.findall(r"^```mermaid\n(.*?)^```", markdown.read_text(), re.M | re.S)
+    text = "\n".join(page.read_text() for page in markdown)
+    blocks = re.findall(r"^```mermaid\n(.*?)^```", text, re.M | re.S)
     inputs = [*blocks, lock.decode(), (work / "check.mjs").read_text()]
     digest = hashlib.sha256("\0".join(inputs).encode()).hexdigest()
     accepted = work / "accepted.sha256"
     if accepted.exists() and accepted.read_text() == digest:
         session.log(f"{len(blocks)} mermaid blocks: unchanged since the parser accepted them")
         return
-    session.run("node", str(work / "check.mjs"), str(markdown), external=True)
+    session.run("node", str(work / "check.mjs"), *map(str, markdown), external=True)
     accepted.write_text(digest)

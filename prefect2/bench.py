@@ -58,7 +58,7 @@ def start(workdir: Path) -> None:
 
 def chain(n: int) -> None:
     _flows["chain"](n)
-    drain_events()  # 3.x: end to end, once the server has the runs
+    drain_events()  # 3.x: until the client has sent its events (the server stores them later)
 
 
 def fanout(n: int) -> None:

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from shared_pipeline.report.engines import ENGINES, FEATURES, WIRINGS
 from shared_pipeline.report.graphs import flowchart
 from shared_pipeline.report.markers import MarkerError, parse_file, wiring_blocks
 from shared_pipeline.report.render import build
-from shared_pipeline.scenarios import get_scenario
+from shared_pipeline.scenarios import SCENARIOS, get_scenario
 from shared_pipeline.settings import Settings
 from shared_pipeline.wiring import wiring_of
 
@@ -89,9 +90,9 @@ def test_altering_a_record_changes_the_report(results: Path, report, tmp_path: P
 
     after = build(ROOT, tmp_path, altered)
 
-    text = after[Path("REPORT.md")].decode()
-    assert "4321.99 s" in text and "StateNobodyTyped" in text
-    assert "4321.99" not in before[Path("REPORT.md")].decode()
+    text = "\n".join(_pages(after).values())
+    assert "4321.99" in text and "StateNobodyTyped" in text
+    assert "4321.99" not in "\n".join(_pages(before).values())
     png = Path("docs", "report", f"timeline-{record['scenario']}.png")
     assert after[png] != before[png]
 
@@ -139,22 +140,31 @@ def test_markers_must_pair_and_name_known_features(tmp_path: Path) -> None:
             parse_file(source, "wiring.py", {"retries", "timeout"})
 
 
+def _anchors(text: str) -> set[str]:
+    """Explicit anchors, and the ones GitHub gives headings (lower case, spaces to hyphens)."""
+    headings = re.findall(r"^#+ (.+)$", text, re.M)
+    slugs = {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in headings}
+    return set(re.findall(r'<a id="([^"]+)"></a>', text)) | slugs
+
+
 def test_every_relative_link_and_image_exists(report) -> None:
     out, files = report
-    text = files[Path("REPORT.md")].decode()
-    anchors = set(re.findall(r'<a id="([^"]+)"></a>', text))
-    targets = [a or b for a, b in LINK.findall(text)]
-
-    assert any(t.endswith(".png") for t in targets)
-    for target in targets:
-        if target.startswith(("http://", "https://")):
-            continue
-        if target.startswith("#"):
-            assert target[1:] in anchors, target
-            continue
-        path = target.split("#")[0]
-        assert not Path(path).is_absolute(), target
-        assert (out / path).exists(), target
+    pages = _pages(files)
+    assert len(pages) > 1, "REPORT.md has no evidence pages"
+    for page, text in pages.items():
+        targets = [a or b for a, b in LINK.findall(text)]
+        for target in targets:
+            if target.startswith(("http://", "https://")):
+                continue
+            path, _, anchor = target.partition("#")
+            assert not Path(path).is_absolute(), (page, target)
+            file = (out / page).parent / path if path else out / page
+            assert file.exists(), (page, target)
+            if anchor and file.suffix == ".md":
+                linked = file.resolve().relative_to(out.resolve())
+                assert anchor in _anchors(pages[linked]), (page, target)
+    images = [a or b for a, b in LINK.findall(pages[Path("REPORT.md")])]
+    assert any(image.endswith(".png") for image in images)
 
 
 def test_an_engine_that_lands_later_appears_with_its_label(results: Path, tmp_path: Path) -> None:
@@ -232,7 +242,7 @@ def test_graphs_do_not_depend_on_the_order_tasks_were_recorded(results: Path) ->
 
 def test_each_explanation_is_said_once(report, results: Path) -> None:
     _, files = report
-    text = files[Path("REPORT.md")].decode()
+    text = "\n".join(_pages(files).values())  # REPORT.md and its pages
     said = set()
     for engine in engine_table.WIRINGS:
         declared = wiring_of(engine)
@@ -244,3 +254,66 @@ def test_each_explanation_is_said_once(report, results: Path) -> None:
     assert said
     for explanation in said:
         assert text.count(explanation) <= 1, explanation
+
+
+def _pages(files: dict) -> dict[Path, str]:
+    """REPORT.md and its pages under docs/report/, as text."""
+    return {p: data.decode() for p, data in files.items() if p.suffix == ".md"}
+
+
+PROSE_WORDS = 8  # shorter lines (a heading's words, "Registry: ...") may well recur
+
+
+def _prose(text: str) -> list[str]:
+    """The paragraphs and bullets of prose: not tables, code, headings, images or HTML."""
+    found, current, fenced = [], [], False
+
+    def close() -> None:
+        if current:
+            found.append(" ".join(" ".join(current).split()))
+            current.clear()
+
+    for line in text.splitlines():
+        if line.startswith("```"):
+            close()
+            fenced = not fenced
+            continue
+        if fenced or not line.strip() or line.startswith(("|", "<", "#", "!")):
+            close()
+            continue
+        if line.startswith("- "):
+            close()
+        current.append(line.removeprefix("- "))
+    close()
+    return [p for p in found if len(p.split()) >= PROSE_WORDS]
+
+
+def test_the_report_is_short_enough_to_read_in_one_sitting(results: Path) -> None:
+    # Built where it lives (its links to the wirings' code are as long as in the checkout).
+    lines = build(ROOT, ROOT, results)[Path("REPORT.md")].decode().splitlines()
+
+    assert len(lines) <= 1200
+    assert max(len(line) for line in lines) <= 400
+
+
+def test_every_lesson_is_in_the_summary_and_every_scenario_page_in_a_lesson(report) -> None:
+    _, files = report
+    text = files[Path("REPORT.md")].decode()
+    summary = text.split('<a id="answers"></a>')[1].split("\n## ", 2)[1]
+    lessons = re.findall(r'<a id="(lesson-[\w-]+)"></a>', text)
+    scenario_pages = [p for p in _pages(files) if p.stem in set(SCENARIOS)]
+
+    assert len(lessons) >= 10 and scenario_pages
+    for anchor in lessons:
+        assert f"](#{anchor})" in summary, anchor
+    lesson_text = text.split('<a id="trade-offs"></a>')[0]
+    for page in scenario_pages:
+        assert f"]({page.as_posix()})" in lesson_text, page
+
+
+def test_no_paragraph_of_prose_appears_twice(report) -> None:
+    _, files = report
+    said = Counter(p for text in _pages(files).values() for p in _prose(text))
+
+    assert said, "no prose found"
+    assert [p for p, n in said.items() if n > 1] == []

@@ -12,7 +12,8 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m shared_pipeline.report",
-        description="Regenerate REPORT.md (and docs/report/*.png) from results/**/*.json.",
+        description="Regenerate REPORT.md and its pages and figures (docs/report/) from "
+        "results/**/*.json.",
     )
     parser.add_argument("--root", type=Path, default=Path("."), help="the repository (default: .)")
     parser.add_argument(
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     elapsed = time.perf_counter() - started
-    print(f"wrote {written[0]} and {len(written) - 1} figure(s) in {elapsed:.1f} s")
+    print(f"wrote {written[0]} and {len(written) - 1} page(s) and figure(s) in {elapsed:.1f} s")
     return 0
 
 

@@ -49,11 +49,10 @@ class Wiring:
 
 @dataclass(frozen=True)
 class Point:
-    """One "choose this when" point and the matrix rows (scenario ids) or bench it rests on."""
+    """One "choose this when" point: a trade-off, and the lessons (their keys) that show it."""
 
     text: str
-    scenarios: tuple[str, ...] = ()
-    bench: bool = False
+    lessons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,6 +65,8 @@ class Engine:
     kind: str = ""  # one line: what kind of orchestration this is
     graph_note: str = ""  # how to read this engine's recorded graph
     bench_note: str = ""  # where its overhead comes from, to read beside the measured shares
+    bench_why: str = ""  # the same in one sentence, for the ranking
+    bench_regime: str = ""  # when its figures hold, where that is not obvious
 
 
 WIRINGS: dict[str, Wiring] = {
@@ -138,12 +139,14 @@ ENGINES: dict[str, Engine] = {
                 "resume": f"{PY}/json.html",
                 "loop": "https://docs.python.org/3/reference/compound_stmts.html#while",
             },
+            bench_why="The baseline: plain function calls.",
             choose_when=(
                 Point(
-                    "the pipeline is small, runs on one machine and nobody needs a UI or a state "
-                    "store: every retry, timeout and checkpoint is code you own and can read",
-                    ("db_maintenance", "train_hangs", "resume_after_fix"),
-                    bench=True,
+                    "Choose plain Python when the pipeline is small and runs on one machine: every "
+                    "retry, timeout and checkpoint is code you own and can read, at the price of "
+                    "writing each of them, and of no UI, state store or notification you did not "
+                    "write yourself",
+                    ("retries", "timeouts", "resume", "cost"),
                 ),
             ),
         ),
@@ -165,16 +168,18 @@ ENGINES: dict[str, Engine] = {
                 "graph afresh, as a flow-run process does."
             ),
             docs=PREFECT1_DOCS,
+            bench_why=(
+                "States stay in memory, but each task gets a task runner and a fresh context, "
+                "and a chain's graph sort grows faster than N."
+            ),
             choose_when=(
                 Point(
-                    "the graph is known before the run and you want it checked and drawn before "
-                    "anything executes, with retries, triggers and timeouts declared per task",
-                    ("db_maintenance", "db_down", "api_down"),
-                ),
-                Point(
-                    "a loop or a list that only exists at run time must be bent into the static "
-                    "graph (mapping, LOOP): compare the excerpts and the graphs",
-                    ("fanout_partial", "retrain_until_good"),
+                    "Choose Prefect 1 when the graph is known before the run and you want it "
+                    "checked and drawn before anything executes; the price: every task of the "
+                    "graph exists in every run (a failure leaves its downstream tasks "
+                    "`TriggerFailed`, not absent), and a run-time list or loop must be bent into "
+                    "mapping and `LOOP`",
+                    ("downstream", "fanout", "loop"),
                 ),
             ),
         ),
@@ -191,11 +196,16 @@ ENGINES: dict[str, Engine] = {
                 "waiting on futures), not the workers; their memory counts in the peak."
             ),
             docs={**PREFECT1_DOCS, "home": f"{P1}/concepts/engine.html#executors"},
+            bench_why=(
+                "The same runner, and every task a Dask future whose inputs and result are "
+                "pickled to and from a worker process."
+            ),
             choose_when=(
                 Point(
-                    "the same static graph must run in parallel worker processes; check how its "
-                    "timeouts behave there before relying on them",
-                    ("train_hangs", "train_blocks"),
+                    "Choose the Dask executor when the same static graph must run in parallel "
+                    "worker processes; the price: a timeout there marks the task failed on time "
+                    "but does not stop its work, and each task costs more",
+                    ("timeouts", "cost"),
                 ),
             ),
         ),
@@ -221,16 +231,17 @@ ENGINES: dict[str, Engine] = {
                 "resume": f"{P2}/concepts/tasks/#caching",
                 "loop": f"{P2}/concepts/flows/",
             },
+            bench_why=(
+                "Every state change of every task run is a call to Prefect's API, which 2.x "
+                "serves in-process from SQLite."
+            ),
             choose_when=(
                 Point(
-                    "the shape of the work is only known at run time (a list of candidates, a "
-                    "loop until good) and you want to write it as ordinary Python",
-                    ("fanout_partial", "retrain_until_good"),
-                ),
-                Point(
-                    "you are on 2.x already: read the 2.x / 3.x section before relying on final "
-                    "states and timeouts",
-                    ("api_down", "train_hangs"),
+                    "Choose Prefect 2.x when the shape of the work is only known at run time (a "
+                    "list of candidates, a loop until good) and you want to write it as plain "
+                    "Python, with a cache to skip finished work after a fix; the price: an API "
+                    "write per state change of every task",
+                    ("fanout", "loop", "resume", "cost"),
                 ),
             ),
         ),
@@ -257,13 +268,25 @@ ENGINES: dict[str, Engine] = {
                 "resume": f"{P3}/concepts/caching",
                 "loop": f"{P3}/how-to-guides/workflows/write-and-run",
             },
+            bench_why=(
+                "The task engine runs in the client and sends its states to a separate API "
+                "server as events."
+            ),
+            bench_regime=(
+                "Its fastest runs started on an idle server. A run started while the server is "
+                "still storing the last run's task-run events is refused with HTTP 503 "
+                "('database is locked', SQLite) when it creates its flow run, and the client "
+                "retries after about 2, 4, 8… s ([client/base.py](https://github.com/PrefectHQ/"
+                "prefect/blob/3.9.1/src/prefect/client/base.py#L546-L656)): its median and "
+                "slowest runs depend on what ran before, not on N."
+            ),
             choose_when=(
                 Point(
-                    "you want the dynamic flows of 2.x with the current major: the same code ran "
-                    "here unchanged, but its states differ in places (see the fallback and "
-                    "timeout rows and the 2.x / 3.x section)",
-                    ("api_down", "train_hangs", "fanout_partial"),
-                    bench=True,
+                    "Choose Prefect 3.x for the dynamic flows of 2.x on the current major: the "
+                    "same code ran unchanged, but a failed task no longer fails the flow by "
+                    "itself and timeouts are labelled differently, so check the final states "
+                    "you rely on",
+                    ("final-state", "timeouts", "fallback"),
                 ),
             ),
         ),
@@ -301,11 +324,18 @@ ENGINES: dict[str, Engine] = {
                 "resume": f"{AF}/core-concepts/dag-run.html#re-run-tasks",
                 "loop": f"{AF}/authoring-and-scheduling/dynamic-task-mapping.html",
             },
+            bench_why=(
+                "dag.test() schedules through the metadata database: each pass reads the DAG "
+                "run's task instances, and each result is an XCom row."
+            ),
             choose_when=(
                 Point(
-                    "scheduled, operated pipelines whose shape is fixed (or mapped over a list) "
-                    "and where re-running only the failed part of a run matters",
-                    ("db_maintenance", "resume_after_fix", "fanout_partial"),
+                    "Choose Airflow 3 for scheduled, operated pipelines whose shape is fixed "
+                    "when the run starts: a failed run is repaired in place by clearing only "
+                    "its failed tasks, and a callback can tell of every retry; the price: no "
+                    "degraded state, a loop declared up front as rounds, and a database "
+                    "round-trip per task",
+                    ("resume", "notifications", "fallback", "loop", "cost"),
                 ),
             ),
         ),

@@ -151,22 +151,31 @@ def timeline(title: str, panels: list[tuple[str, RunRecord]]) -> bytes:
     return _png(fig)
 
 
-def overhead_plot(series: dict[tuple[str, str], list[tuple[int, float | None]]]) -> bytes:
-    """Log-log: orchestration overhead per task (ms) against N, one line per engine and shape."""
+def overhead_plot(
+    series: dict[tuple[str, str], list[tuple[int, float | None, float | None, float | None]]],
+) -> bytes:
+    """Log-log: orchestration overhead per task (ms) against N, one line per engine and shape,
+    through the median run, with a bar from the fastest run to the slowest.
+    """
     _style()
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     styles = {"chain": "-", "fanout": "--"}
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     labels = list(dict.fromkeys(label for label, _ in series))
     for (label, shape), points in series.items():
-        kept = [(n, ms) for n, ms in points if ms is not None and ms > 0]
+        kept = [(n, ms, lo, hi) for n, ms, lo, hi in points if ms is not None and ms > 0]
         if not kept:
             continue
-        ax.plot(
-            [n for n, _ in kept],
-            [ms for _, ms in kept],
-            styles.get(shape, ":"),
+        # A run faster than plain Python's median has no overhead to draw on a log axis.
+        below = [ms - max(lo or ms, ms / 100) for _, ms, lo, _ in kept]
+        above = [(hi or ms) - ms for _, ms, _, hi in kept]
+        ax.errorbar(
+            [n for n, *_ in kept],
+            [ms for _, ms, *_ in kept],
+            yerr=[below, above],
+            fmt=styles.get(shape, ":"),
             marker="o",
+            capsize=2,
             color=colours[labels.index(label) % len(colours)],
             label=f"{label}, {shape}",
         )

@@ -68,13 +68,22 @@ def wiring_blocks(root: Path, patterns: tuple[str, ...], features: set[str]) -> 
     return found
 
 
-def excerpt(blocks: list[Block]) -> str:
-    """The blocks as one snippet: each block dedented, headed by its file and lines."""
+def excerpt(blocks: list[Block], limit: int | None = None) -> str:
+    """The blocks as one snippet: each block dedented, headed by its file and lines; past
+    `limit` lines, the rest is left to the links beside it.
+    """
     parts = []
     for block in blocks:
         body = textwrap.dedent("\n".join(block.lines)).strip("\n")
         parts.append(f"# {block.path}:{block.first}\n{body}")
-    return "\n\n".join(parts)
+    lines = "\n\n".join(parts).splitlines()
+    if limit is not None and len(lines) > limit:
+        kept = lines[:limit]
+        while kept and (not kept[-1].strip() or kept[-1].startswith("# ") and ".py:" in kept[-1]):
+            kept.pop()  # never end on a blank line or on the next block's heading
+        rest = len(lines) - len(kept)
+        lines = [*kept, f"# … {rest} more lines: follow the links above"]
+    return "\n".join(lines)
 
 
 def line_count(blocks: list[Block]) -> int:

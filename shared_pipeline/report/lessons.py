@@ -1,0 +1,326 @@
+"""The report's lessons: the questions people ask about failure handling, each answered per engine
+from the run records of the scenarios that show it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shared_pipeline.records import FlowRunRecord, RunRecord
+from shared_pipeline.report.cells import REGISTRY_WORDS, code, interrupted, timeout_lines
+from shared_pipeline.vocabulary import STEPS, NotificationEvent, StepState, split_task_id
+
+Get = Callable[[str], RunRecord | None]  # one engine's record of a scenario
+
+FAILED = {StepState.FAILED, StepState.TIMED_OUT}
+NOT_RUN = StepState.NOT_RUN_UPSTREAM_FAILED
+
+
+@dataclass(frozen=True)
+class Answer:
+    short: str  # a few words: the summary table's cell
+    detail: str  # one line: the lesson's row
+
+
+@dataclass(frozen=True)
+class Lesson:
+    key: str  # its anchor: #lesson-<key>
+    label: str  # a few words, for the summary table
+    question: str  # its heading
+    scenarios: tuple[str, ...]  # the evidence, the first one pictured
+    features: tuple[str, ...]  # the wirings' marked code shown side by side
+    answer: Callable[[Get], Answer | None]
+    setting: Callable[[dict], str] | None = None  # what this suite set, from a record's settings
+    picture: str = "timeline"  # "timeline" of the first scenario, "graph", or ""
+
+
+def _states(tasks: list, words: str = "") -> str:
+    """`Failed` ×2, never created ×3: native names, counted."""
+    counts = Counter(t.native_state for t in tasks)
+    parts = [f"{code(s)} ×{n}" for s, n in counts.items() if s is not None]
+    if counts.get(None):
+        parts.append(f"never created ×{counts[None]}")
+    return ", ".join(parts) or words
+
+
+def _tries(run: FlowRunRecord, step: str) -> str:
+    tasks = [t for t in run.tasks if split_task_id(t.task)[0] == step]
+    return ", ".join(f"{t.task} ×{t.attempts}" for t in tasks)
+
+
+def _ended(run: FlowRunRecord) -> str:
+    return f"run {code(run.native_state)} ({run.outcome.value})"
+
+
+def downstream(get: Get) -> Answer | None:
+    record = get("db_down")
+    if record is None:
+        return None
+    run = record.runs[0]
+    failed = [t for t in run.tasks if t.state in FAILED]
+    below = [t for t in run.tasks if t.state is NOT_RUN]
+    tried = ", ".join(f"{t.task} ×{t.attempts}" if t.attempts > 1 else t.task for t in failed)
+    return Answer(
+        _states(below, "nothing below"),
+        f"failed for good: {tried}; below them: {_states(below, 'nothing')}; {_ended(run)}",
+    )
+
+
+def retries(get: Get) -> Answer | None:
+    record = get("db_maintenance")
+    if record is None:
+        return None
+    run = record.runs[0]
+    extracts = [t for t in run.tasks if split_task_id(t.task)[0] == "extract"]
+    states = sorted({t.native_state or "never created" for t in extracts})
+    tries = max(t.attempts for t in extracts)
+    told = f", notified ×{len(run.notifications)}" if run.notifications else ""
+    return Answer(
+        f"{code(states[0])} on try {tries}",
+        f"{_tries(run, 'extract')}, each ending {', '.join(map(code, states))}{told}; "
+        f"{_ended(run)} in {run.wall_seconds:.2f} s",
+    )
+
+
+def fallback(get: Get) -> Answer | None:
+    records = [(s, get(s)) for s in ("api_down", "api_bad_body")]
+    found = [(s, r) for s, r in records if r is not None]
+    if not found:
+        return None
+    first = found[0][1].runs[0]
+    parts = []
+    for scenario, record in found:
+        run = record.runs[0]
+        enrich = run.task("enrich")
+        state = f"enrich {code(enrich.native_state)} ×{enrich.attempts}" if enrich else ""
+        parts.append(f"{scenario}: {state}, {_ended(run)}, {REGISTRY_WORDS[run.registry_effect]}")
+    return Answer(f"{first.outcome.value}: {code(first.native_state)}", "; ".join(parts))
+
+
+def timeouts(get: Get) -> Answer | None:
+    found = [(s, get(s)) for s in ("train_hangs", "train_blocks")]
+    found = [(s, r) for s, r in found if r is not None]
+    if not found:
+        return None
+    words = {"train_hangs": "a busy loop", "train_blocks": "a blocking call"}
+    stopped = [words[s] for s, r in found if interrupted(r, 0)]
+    not_stopped = [words[s] for s, r in found if not interrupted(r, 0)]
+    if not not_stopped:
+        short = "stops both" if len(stopped) > 1 else f"stops {stopped[0]}"
+    elif not stopped:
+        short = "stops neither" if len(not_stopped) > 1 else f"does not stop {not_stopped[0]}"
+    else:
+        short = f"stops {' and '.join(stopped)}, not {' and '.join(not_stopped)}"
+    detail = [f"{words[s]} ({s}): {timeout_lines(r)[0]}" for s, r in found]
+    return Answer(short, "; ".join(detail))
+
+
+def fanout(get: Get) -> Answer | None:
+    record = get("fanout_partial")
+    if record is None:
+        return None
+    run = record.runs[0]
+    branches = [t for t in run.tasks if t.task.startswith("train[")]
+    failed = [t for t in branches if t.state in FAILED]
+    graph = f"; graph {run.graph_kind}" if run.graph_kind else ""
+    listed = ", ".join(f"{t.task} {code(t.native_state or 'never created')}" for t in failed)
+    return Answer(
+        f"{len(failed)} of {len(branches)} failed, {code(run.native_state)}",
+        f"{listed} of {len(branches)} branches; {_ended(run)}, "
+        f"{REGISTRY_WORDS[run.registry_effect]}{graph}",
+    )
+
+
+def loop(get: Get) -> Answer | None:
+    record = get("retrain_until_good")
+    if record is None:
+        return None
+    run = record.runs[0]
+    rounds = sum(1 for e in run.attempt_log if e.step == "train")
+    control = sorted({t.task for t in run.tasks if split_task_id(t.task)[0] not in STEPS})
+    skipped = [t for t in run.tasks if t.state is StepState.SKIPPED]
+    how = f"; the engine's own tasks: {', '.join(control)}" if control else ""
+    unused = f"; {len(skipped)} declared tasks skipped" if skipped else ""
+    return Answer(
+        f"{rounds} rounds" + (f", {len(skipped)} tasks skipped" if skipped else ""),
+        f"{rounds} rounds trained (the step's own log){unused}{how}; {_ended(run)}",
+    )
+
+
+def resume(get: Get) -> Answer | None:
+    record = get("resume_after_fix")
+    if record is None or len(record.runs) < 2:
+        return None
+    first, second = record.runs[0], record.runs[1]
+    kept = [t for t in second.tasks if t.state is StepState.CACHED]
+    ran = [t for t in second.tasks if t.native_state is not None and t.attempts > 0]
+    native = ", ".join(sorted({code(t.native_state or "") for t in kept}))
+    return Answer(
+        f"{len(kept)} not redone ({native})" if kept else "all redone",
+        f"run 1 {code(first.native_state)}; run 2: {len(kept)} tasks not redone "
+        f"(native {native or 'none'}), {len(ran)} ran; {_ended(second)} in "
+        f"{second.wall_seconds:.2f} s",
+    )
+
+
+def notifications(get: Get) -> Answer | None:
+    found = [(s, get(s)) for s in ("db_down", "db_maintenance")]
+    found = [(s, r) for s, r in found if r is not None]
+    if not found:
+        return None
+    detail = []
+    for scenario, record in found:
+        events = Counter(n.event for run in record.runs for n in run.notifications)
+        listed = ", ".join(f"{event} ×{n}" for event, n in sorted(events.items()))
+        detail.append(f"{scenario}: {listed or 'none'}")
+    events = Counter(n.event for run in found[0][1].runs for n in run.notifications)
+    retried = events.pop(str(NotificationEvent.TASK_RETRY), 0)
+    short = f"{sum(events.values())} for a failure" + (
+        f", {retried} for its retries" if retried else ""
+    )
+    return Answer(short, "; ".join(detail))
+
+
+def final_state(get: Get) -> Answer | None:
+    found = [(s, get(s)) for s in ("happy_path", "bad_data", "fanout_partial", "db_down")]
+    found = [(s, r) for s, r in found if r is not None]
+    if not found:
+        return None
+    words = {
+        "happy_path": "all healthy",
+        "bad_data": "gate closed",
+        "fanout_partial": "a branch failed",
+        "db_down": "no data",
+    }
+    fanned = dict(found).get("fanout_partial")
+    short = f"{code(fanned.runs[0].native_state)} with a failed task" if fanned else "no record"
+    detail = [
+        f"{words[s]}: {code(r.runs[0].native_state)}, {REGISTRY_WORDS[r.runs[0].registry_effect]}"
+        for s, r in found
+    ]
+    return Answer(short, "; ".join(detail))
+
+
+def _retry_setting(settings: dict) -> str:
+    return (
+        f"extract: {settings['extract_retries']} retries, {settings['extract_retry_delay_s']:g} s "
+        f"apart, each read waiting at most {settings['db_busy_timeout_s']:g} s for a locked "
+        f"table; enrich: {settings['enrich_retries']} retries, "
+        f"{settings['enrich_retry_delay_s']:g} s apart"
+    )
+
+
+def _timeout_setting(settings: dict) -> str:
+    return (
+        f"training: {settings['train_timeout_s']:g} s per candidate; a planned hang gives up by "
+        f"itself after {settings['hang_cap_s']:g} s (the hang cap), so an engine that cannot "
+        "interrupt still ends"
+    )
+
+
+def _fallback_setting(settings: dict) -> str:
+    return (
+        f"each API request times out after {settings['api_timeout_s']:g} s; enrich has "
+        f"{settings['enrich_retries']} retries"
+    )
+
+
+def _loop_setting(settings: dict) -> str:
+    return (
+        f"stop once validation RMSE ≤ {settings['retrain_target_rmse']:g}, at most "
+        f"{settings['retrain_max_rounds']} rounds"
+    )
+
+
+def _gate_setting(settings: dict) -> str:
+    return (
+        f"register only if at least {settings['min_kept_fraction']:.0%} of the rows survived "
+        f"cleaning and RMSE ≤ {settings['max_rmse']:g}"
+    )
+
+
+LESSONS: tuple[Lesson, ...] = (
+    Lesson(
+        "downstream",
+        "Downstream of a failure",
+        "What happens downstream of a failure?",
+        ("db_down",),
+        (),
+        downstream,
+    ),
+    Lesson(
+        "retries",
+        "Retries",
+        "Does a step that fails for a while get another try?",
+        ("db_maintenance", "db_down"),
+        ("retries",),
+        retries,
+        _retry_setting,
+    ),
+    Lesson(
+        "fallback",
+        "Fallback",
+        "Can the run go on without an optional input?",
+        ("api_down", "api_bad_body"),
+        ("fallback",),
+        fallback,
+        _fallback_setting,
+    ),
+    Lesson(
+        "timeouts",
+        "Timeouts",
+        "Does a timeout stop the work, or only label it?",
+        ("train_blocks", "train_hangs"),
+        ("timeout",),
+        timeouts,
+        _timeout_setting,
+    ),
+    Lesson(
+        "fanout",
+        "Run-time fan-out",
+        "Can one branch of a run-time fan-out fail without sinking the run?",
+        ("fanout_partial",),
+        ("fanout",),
+        fanout,
+        picture="graph",
+    ),
+    Lesson(
+        "loop",
+        "Loop of unknown length",
+        "How is a loop of unknown length written?",
+        ("retrain_until_good",),
+        ("loop",),
+        loop,
+        _loop_setting,
+        picture="graph",
+    ),
+    Lesson(
+        "resume",
+        "Resume after a fix",
+        "After a fix, is finished work redone?",
+        ("resume_after_fix",),
+        ("resume",),
+        resume,
+    ),
+    Lesson(
+        "notifications",
+        "Notifications",
+        "Who is told, and how often?",
+        ("db_down", "db_maintenance"),
+        ("notifications",),
+        notifications,
+        picture="",
+    ),
+    Lesson(
+        "final-state",
+        "Final state",
+        "What decides the run's final state?",
+        ("fanout_partial", "bad_data", "db_down", "happy_path"),
+        ("quality_gate",),
+        final_state,
+        _gate_setting,
+        picture="",
+    ),
+)
