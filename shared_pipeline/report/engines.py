@@ -283,10 +283,11 @@ ENGINES: dict[str, Engine] = {
             choose_when=(
                 Point(
                     "Choose Prefect 3.x for the dynamic flows of 2.x on the current major: the "
-                    "same code ran unchanged, but a failed task no longer fails the flow by "
-                    "itself and timeouts are labelled differently, so check the final states "
-                    "you rely on",
-                    ("final-state", "timeouts", "fallback"),
+                    "same code ran unchanged to the same outcomes here, but the rules behind them "
+                    "changed (a flow no longer fails because a task run failed; any TimeoutError "
+                    "is `TimedOut`), and a run started while its server still stores the last "
+                    "run's events waits for it",
+                    ("final-state", "fallback", "cost"),
                 ),
             ),
         ),
@@ -322,7 +323,7 @@ ENGINES: dict[str, Engine] = {
                     "operators/python.html#shortcircuitoperator"
                 ),
                 "resume": f"{AF}/core-concepts/dag-run.html#re-run-tasks",
-                "loop": f"{AF}/authoring-and-scheduling/dynamic-task-mapping.html",
+                "loop": f"{AF}/core-concepts/dags.html#branching",
             },
             bench_why=(
                 "dag.test() schedules through the metadata database: each pass reads the DAG "

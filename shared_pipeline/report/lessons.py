@@ -37,11 +37,11 @@ class Lesson:
 
 
 def _states(tasks: list, words: str = "") -> str:
-    """`Failed` ×2, never created ×3: native names, counted."""
+    """ "2 `Failed`, 3 never created": how many tasks ended in each native state."""
     counts = Counter(t.native_state for t in tasks)
-    parts = [f"{code(s)} ×{n}" for s, n in counts.items() if s is not None]
+    parts = [f"{n} {code(s)}" for s, n in counts.items() if s is not None]
     if counts.get(None):
-        parts.append(f"never created ×{counts[None]}")
+        parts.append(f"{counts[None]} never created")
     return ", ".join(parts) or words
 
 
@@ -133,20 +133,32 @@ def fanout(get: Get) -> Answer | None:
     )
 
 
+def _control(run: FlowRunRecord) -> set[str]:
+    """The engine's own tasks in a run (no step of the pipeline), by name without a key."""
+    return {split_task_id(t.task)[0] for t in run.tasks if split_task_id(t.task)[0] not in STEPS}
+
+
 def loop(get: Get) -> Answer | None:
     record = get("retrain_until_good")
     if record is None:
         return None
     run = record.runs[0]
     rounds = sum(1 for e in run.attempt_log if e.step == "train")
-    control = sorted({t.task for t in run.tasks if split_task_id(t.task)[0] not in STEPS})
-    skipped = [t for t in run.tasks if t.state is StepState.SKIPPED]
-    how = f"; the engine's own tasks: {', '.join(control)}" if control else ""
-    unused = f"; {len(skipped)} declared tasks skipped" if skipped else ""
-    return Answer(
-        f"{rounds} rounds" + (f", {len(skipped)} tasks skipped" if skipped else ""),
-        f"{rounds} rounds trained (the step's own log){unused}{how}; {_ended(run)}",
-    )
+    trains = [t for t in run.tasks if split_task_id(t.task)[0] == "train"]
+    skipped = [t for t in trains if t.state is StepState.SKIPPED]
+    # The loop's own tasks: those this flow has and the fan-out flow (same fallback, same gate)
+    # has not.
+    other = get("fanout_partial")
+    looping = sorted(_control(run) - (_control(other.runs[0]) if other else set()))
+    if not trains:
+        short, how = f"{rounds} rounds in one task", f"all inside {', '.join(looping)}"
+    elif skipped:
+        short = f"{rounds} rounds of {len(trains)} declared"
+        how = f"{len(trains)} train tasks declared, {len(skipped)} skipped"
+    else:
+        short, how = f"{rounds} rounds", "one train task per round"
+    own = f"; the loop's own tasks: {', '.join(looping)}" if looping and trains else ""
+    return Answer(short, f"{rounds} rounds (the steps' own log): {how}{own}; {_ended(run)}")
 
 
 def resume(get: Get) -> Answer | None:
@@ -214,7 +226,8 @@ def _retry_setting(settings: dict) -> str:
 
 def _timeout_setting(settings: dict) -> str:
     return (
-        f"training: {settings['train_timeout_s']:g} s per candidate; a planned hang gives up by "
+        f"the training timeout (`train_timeout_s`): {settings['train_timeout_s']:g} s per "
+        "candidate's task; a planned hang gives up by "
         f"itself after {settings['hang_cap_s']:g} s (the hang cap), so an engine that cannot "
         "interrupt still ends"
     )
@@ -270,7 +283,7 @@ LESSONS: tuple[Lesson, ...] = (
     ),
     Lesson(
         "timeouts",
-        "Timeouts",
+        "Timeouts (a busy loop, a blocking call)",
         "Does a timeout stop the work, or only label it?",
         ("train_blocks", "train_hangs"),
         ("timeout",),

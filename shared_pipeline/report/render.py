@@ -28,6 +28,7 @@ from shared_pipeline.report.figures import timeline
 from shared_pipeline.report.lessons import LESSONS, Answer, Lesson
 from shared_pipeline.report.load import Records, load_records, scenario_of
 from shared_pipeline.report.markers import Block, excerpt, line_count, wiring_blocks
+from shared_pipeline.vocabulary import StepState
 from shared_pipeline.wiring import Deviation, Rule, wiring_of
 
 FIGURES = Path("docs", "report")
@@ -43,6 +44,30 @@ class Note:
     mark: str  # † a behaviour the wiring declares; ‡ a limitation the engine recorded
     engines: tuple[str, ...]  # labels
     text: str
+    lessons: frozenset[str] = frozenset()  # the lessons whose rows it explains
+
+
+def _lessons_of(item: Rule | Deviation | Limitation) -> frozenset[str]:
+    """Which lessons a note explains: a rule by what it changes, a deviation by the scenario
+    it concerns (where that scenario is the lesson's first), a limitation by its feature.
+    """
+    if isinstance(item, Rule):
+        found = set()
+        if item.interrupts or StepState.TIMED_OUT in item.states:
+            found.add("timeouts")
+        if item.notifies_retries:
+            found |= {"notifications", "retries"}
+        if item.outcomes:
+            found |= {"fallback", "final-state"}
+        return frozenset(found)
+    if isinstance(item, Deviation):
+        return frozenset(lesson.key for lesson in LESSONS if lesson.scenarios[0] == item.scenario)
+    feature = item.feature.rstrip("s")
+    return frozenset(
+        lesson.key
+        for lesson in LESSONS
+        if feature in {f.rstrip("s") for f in (*lesson.features, lesson.key)}
+    )
 
 
 class Report:
@@ -118,7 +143,7 @@ class Report:
 
     def _notes(self) -> tuple[list[Note], dict[tuple[str, str], list[Note]]]:
         """The notes in order, and the ones each (engine, scenario) cell points at."""
-        found: dict[str, tuple[str, list[str], str]] = {}  # identity -> (mark, engines, text)
+        found: dict[str, tuple[str, list[str], str, frozenset[str]]] = {}  # identity -> note
         cells: dict[tuple[str, str], list[str]] = {}
         for key in self.records.engines:
             for scenario in self.records.scenarios:
@@ -133,37 +158,47 @@ class Report:
                             f"([source]({item.doc}))"
                         )
                     ident = f"†{text}"
-                    _, engines, _ = found.setdefault(ident, ("†", [], text))
+                    _, engines, *_ = found.setdefault(ident, ("†", [], text, _lessons_of(item)))
                     engines += [self.label(key)] if self.label(key) not in engines else []
                     cells.setdefault((key, scenario), []).append(ident)
                 for lim in self.limitations(key, scenario):
                     doc = f" ([doc]({lim.doc}))" if lim.doc else ""
                     text = f"{lim.feature}: {lim.reason}. Workaround: {lim.workaround}.{doc}"
                     ident = f"‡{text}"
-                    _, engines, _ = found.setdefault(ident, ("‡", [], text))
+                    _, engines, *_ = found.setdefault(ident, ("‡", [], text, _lessons_of(lim)))
                     engines += [self.label(key)] if self.label(key) not in engines else []
                     cells.setdefault((key, scenario), []).append(ident)
         notes = {
-            ident: Note(f"note-{n}", mark, tuple(engines), text)
-            for n, (ident, (mark, engines, text)) in enumerate(found.items(), start=1)
+            ident: Note(f"note-{n}", mark, tuple(engines), text, lessons)
+            for n, (ident, (mark, engines, text, lessons)) in enumerate(found.items(), start=1)
         }
         return list(notes.values()), {
             cell: list({notes[i].anchor: notes[i] for i in idents}.values())
             for cell, idents in cells.items()
         }
 
-    def marks(self, key: str, scenarios: tuple[str, ...], prefix: str = "") -> str:
-        """Links to the notes behind a cell: [†](#note-3)[‡](#note-7)."""
+    def marks(
+        self, key: str, scenarios: tuple[str, ...], prefix: str = "", lesson: str | None = None
+    ) -> str:
+        """Links to the notes behind a cell: [†](#note-3)[‡](#note-7); in a lesson, only the
+        notes that explain its rows.
+        """
         seen: dict[str, Note] = {}
         for scenario in scenarios:
             for note in self.noted.get((key, scenario), []):
-                seen.setdefault(note.anchor, note)
+                if lesson is None or lesson in note.lessons:
+                    seen.setdefault(note.anchor, note)
         return "".join(f"[{n.mark}]({prefix}#{n.anchor})" for n in seen.values())
 
     # REPORT.md -------------------------------------------------------------------------------
 
     def header(self) -> list[str]:
         n = self.records.count()
+        own = sum(len(by) for by in self.records.by_engine.values())
+        others = "".join(
+            f" and {r.count()} with the source database on {backend}"
+            for backend, r in sorted(self.records.other_backends.items())
+        )
         results = Path(os.path.relpath(self.results, self.out)).as_posix()
         return [
             GENERATED,
@@ -176,7 +211,8 @@ class Report:
                 "real failures. Each question below is answered per engine in a few words; its "
                 "lesson shows the code that gives the answer and each engine's default, and "
                 "links the scenario pages with the full records. Every state name, count and "
-                f"time is read from the {n} run records under [`results/`]({results}); nothing "
+                f"time is read from the {n} run records under [`results/`]({results}) ({own} "
+                f"on SQLite{others}); nothing "
                 "here is typed by hand but the explanations, which link the engines' own "
                 "documentation."
             ),
@@ -201,7 +237,15 @@ class Report:
             lines.append(f"| [{lesson.label}](#lesson-{lesson.key}) | " + " | ".join(cells) + " |")
         if cost:
             cells = [f"[{cost[k]}](#lesson-cost)" if k in cost else "not measured" for k in engines]
-            lines.append("| [Cost](#lesson-cost) | " + " | ".join(cells) + " |")
+            lines.append("| [Time per task](#lesson-cost) | " + " | ".join(cells) + " |")
+        totals = self.code_totals()
+        cells = [
+            f"[{totals[engine(k).wiring]} lines](#lesson-cost)"
+            if engine(k).wiring in totals
+            else "—"
+            for k in engines
+        ]
+        lines.append("| [Failure-handling code](#lesson-cost) | " + " | ".join(cells) + " |")
         lines += [
             "",
             *wrap(
@@ -245,8 +289,9 @@ class Report:
                 "`Failed`, `upstream_failed`, …",
                 "in code style: the engine's native name for a state, as its own store recorded it",
             ),
-            ("×N", "attempts, as the engine counts them"),
-            ("interrupted", "the timeout stopped the work itself"),
+            ("task ×N", "the task's attempts, as the engine counts them (extract[2024-02] ×4)"),
+            ("N `State`, N never created", "how many tasks ended in that state"),
+            ("interrupted ×N", "the timeouts of N tasks stopped the work itself"),
             (
                 "labelled late by N s",
                 "the work was not stopped: it gave up by itself at the "
@@ -265,6 +310,26 @@ class Report:
             (
                 "production kept / replaced",
                 "whether the run changed the model in production (a failed run must keep it)",
+            ),
+            (
+                "spec",
+                "the shared expectation of a scenario, engine-free "
+                f"([`scenarios.py`]({self.link('shared_pipeline/scenarios.py')}))",
+            ),
+            (
+                "wiring",
+                "one engine's code for the pipeline (flows or DAGs, hooks), and its declaration "
+                "of what the engine adds to the spec or does differently",
+            ),
+            (
+                "declared / observed graph",
+                "edges a static engine declared before the run / edges rebuilt from what a "
+                "dynamic flow's run did",
+            ),
+            (
+                "not marked; harness workarounds",
+                "no code of the wiring carries that feature's markers; code in the test harness "
+                "that works around an engine's test mode, counted apart",
             ),
             (
                 "✓ / ✗",
@@ -343,7 +408,7 @@ class Report:
             answer = self.answers[lesson.key, key]
             if answer is None:
                 continue
-            marks = self.marks(key, lesson.scenarios)
+            marks = self.marks(key, lesson.scenarios, lesson=lesson.key)
             lines.append(f"| {self.label(key)} {marks} | {answer.detail} |".replace("  |", " |"))
         evidence = [s for s in lesson.scenarios if s in self.records.scenarios]
         if evidence:
@@ -391,10 +456,12 @@ class Report:
         for key in wirings:
             wiring = WIRINGS.get(key)
             label = wiring.label if wiring else key
+            links: dict[str, list[str]] = {}  # one link per page, naming the engines it serves
+            for e in self.engines_of(key):
+                if feature in e.docs:
+                    links.setdefault(e.docs[feature], []).append(e.label)
             docs = [
-                f'<a href="{e.docs[feature]}">{e.label} docs</a>'
-                for e in self.engines_of(key)
-                if feature in e.docs
+                f'<a href="{url}">{" and ".join(labels)} docs</a>' for url, labels in links.items()
             ]
             lines.append(f"<th>{label}<br>{' · '.join(docs)}</th>")
         lines.append("</tr><tr>")
@@ -439,15 +506,13 @@ class Report:
         wirings = self.wirings()
         labels = [WIRINGS[k].label if k in WIRINGS else k for k in wirings]
         lines += ["| feature | " + " | ".join(labels) + " |", "| --- |" + " --- |" * len(wirings)]
-        totals = dict.fromkeys(wirings, 0)
         for feature, title in FEATURES.items():
             cells = []
             for key in wirings:
-                own = self.workaround_blocks.get(key, {}).get(feature, [])
-                blocks = [b for b in self.blocks.get(key, {}).get(feature, []) if b not in own]
-                totals[key] += line_count(blocks)
+                blocks = self.user_blocks(key, feature)
                 cells.append(str(line_count(blocks)) if blocks else "not marked")
             lines.append(f"| {title} | " + " | ".join(cells) + " |")
+        totals = self.code_totals()
         lines.append("| **total** | " + " | ".join(f"**{totals[k]}**" for k in wirings) + " |")
         apart = []
         for key in wirings:
@@ -457,6 +522,18 @@ class Report:
             apart.append(f"{count} ({', '.join(f'`{f}`' for f in files)})" if count else "—")
         lines.append("| harness workarounds, apart | " + " | ".join(apart) + " |")
         return lines
+
+    def user_blocks(self, wiring: str, feature: str) -> list[Block]:
+        """The marked code of `feature` in the files a user of the engine writes."""
+        own = self.workaround_blocks.get(wiring, {}).get(feature, [])
+        return [b for b in self.blocks.get(wiring, {}).get(feature, []) if b not in own]
+
+    def code_totals(self) -> dict[str, int]:
+        """Lines of failure-handling code per wiring, every feature."""
+        return {
+            key: sum(line_count(self.user_blocks(key, feature)) for feature in FEATURES)
+            for key in self.wirings()
+        }
 
     def trade_offs(self, cost: dict[str, str]) -> list[str]:
         lines = [
@@ -480,12 +557,12 @@ class Report:
                 evidence = []
                 for cited in point.lessons:
                     if cited == "cost" and key in cost:
-                        evidence.append(f"[cost](#lesson-cost): {cost[key]}")
+                        evidence.append(f"[Cost](#lesson-cost): {cost[key]}")
                         continue
                     answer = self.answers.get((cited, key))
                     if answer is not None:
-                        title = questions[cited].question.rstrip("?").lower()
-                        evidence.append(f"[{title}](#lesson-{cited}): {answer.short}")
+                        label = questions[cited].label
+                        evidence.append(f"[{label}](#lesson-{cited}): {answer.short}")
                 cited_text = f" ({'; '.join(evidence)})" if evidence else ""
                 lines += wrap(f"{point.text}{cited_text}.", bullet=True)
         return lines
