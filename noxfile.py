@@ -120,12 +120,15 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", str(ROOT))
 
 
-def _conformance(session: nox.Session, engine: str, engine_tests: str) -> None:
-    """The conformance suite and the engine's own tests, its results table, then the report."""
+def _conformance(session: nox.Session, engine: str, engine_tests: str, probes: bool) -> None:
+    """The conformance suite, the semantics probes (if the engine answers them) and the engine's
+    own tests, its results table, then the report.
+    """
     session.run(
         *PYTEST,
         *PARALLEL,
         str(ROOT / "tests" / "test_conformance.py"),
+        *([str(ROOT / "tests" / "test_probes.py")] if probes else []),
         str(ROOT / "tests" / "engines" / engine_tests),
         *session.posargs,
         env=_env(engine),
@@ -140,7 +143,7 @@ def prefect2(session: nox.Session, prefect: str) -> None:
     """Prefect dynamic flows (one code base) on Prefect 2.x or 3.x: every scenario, conformance."""
     _install(session, *PREFECT[prefect])
     engine = f"prefect{prefect}"
-    _conformance(session, engine, "test_prefect.py")
+    _conformance(session, engine, "test_prefect.py", probes=True)
 
 
 @nox.session(python=PYTHON)
@@ -151,14 +154,14 @@ def prefect1(session: nox.Session, executor: str) -> None:
     # The pins keep `import prefect` free of deprecation warnings: fail here if they do not.
     session.run("python", "-W", "error::DeprecationWarning", "-c", "import prefect")
     engine = PREFECT1_ENGINES[executor]
-    _conformance(session, engine, "test_prefect1.py")
+    _conformance(session, engine, "test_prefect1.py", probes=executor == "local")
 
 
 @nox.session(python=PYTHON)
 def airflow(session: nox.Session) -> None:
     """Airflow 3 TaskFlow DAGs under dag.test(): every scenario, conformance, Airflow checks."""
     _install(session, *AIRFLOW)
-    _conformance(session, "airflow", "test_airflow.py")
+    _conformance(session, "airflow", "test_airflow.py", probes=True)
 
 
 @nox.session(python=False, name="under-load")

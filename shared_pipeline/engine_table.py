@@ -26,3 +26,12 @@ WIRINGS = {
     "prefect1-dask": "prefect1/expectations.py:DASK",
     "airflow": "airflow/expectations.py:AIRFLOW",
 }
+
+# Engine name -> module answering the semantics probes (shared_pipeline/probing.py). The plain-
+# Python control and Prefect 1 on Dask answer none: the probes ask about engine semantics.
+PROBE_MODULES = {
+    "prefect2": "prefect2.probes",
+    "prefect3": "prefect2.probes",
+    "prefect1": "prefect1.probes",
+    "airflow": "airflow/probes.py",
+}
