@@ -47,6 +47,13 @@ class Observation(BaseModel):
     note: str = ""  # how it was asked in this engine; the reason when not expressible
 
 
+class DocumentedAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    answer: str
+    doc: str
+
+
 class ProbeRecord(BaseModel):
     """results/probes/<engine>/<probe>.json: one engine's answers to one probe."""
 
@@ -60,6 +67,8 @@ class ProbeRecord(BaseModel):
     created_at: datetime
     machine: str | None = None
     answers: dict[str, Observation]  # question key -> observation
+    # What the wiring declares its engine documents (the suite fails where the two differ).
+    documented: dict[str, DocumentedAnswer] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)

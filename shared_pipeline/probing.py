@@ -19,7 +19,7 @@ from pathlib import Path
 from shared_pipeline.engine_table import PROBE_MODULES
 from shared_pipeline.harness import machine_summary
 from shared_pipeline.loading import load_module
-from shared_pipeline.probes import PROBES, ProbeRecord, probe_path
+from shared_pipeline.probes import PROBES, DocumentedAnswer, ProbeRecord, probe_path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
                 created_at=datetime.now(UTC),
                 machine=machine_summary(),
                 answers=answers,
+                documented={
+                    key: DocumentedAnswer(answer=said.answer, doc=said.doc)
+                    for key, said in engine.DOCUMENTED[probe.id].items()
+                },
             )
             path = probe_path(out / "results", args.engine, probe.id)
             path.parent.mkdir(parents=True, exist_ok=True)

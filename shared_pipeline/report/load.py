@@ -44,12 +44,13 @@ def _index(paths: list[Path]) -> Records:
 def load_records(results: Path) -> Records:
     """results/<engine>/<scenario>.json (the default database), and beside them
     results/<engine>/<backend>/<scenario>.json for runs on another one. results/bench/ holds
-    benchmark figures, not run records.
+    benchmark figures and results/probes/ the probes' answers, not run records.
     """
-    default = sorted(p for p in results.glob("*/*.json") if p.parent.name != "bench")
+    apart = {"bench", "probes"}  # benchmark figures and probe answers, not run records
+    default = sorted(p for p in results.glob("*/*.json") if p.parent.name not in apart)
     others: dict[str, list[Path]] = {}
     for path in sorted(results.glob("*/*/*.json")):
-        if path.parent.parent.name != "bench":
+        if path.parent.parent.name not in apart:
             others.setdefault(path.parent.name, []).append(path)
     records = _index(default)
     records.other_backends.update({backend: _index(paths) for backend, paths in others.items()})
