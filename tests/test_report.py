@@ -19,6 +19,7 @@ import pytest
 from shared_pipeline import engine_table
 from shared_pipeline.control import ControlAdapter
 from shared_pipeline.harness import run_scenario
+from shared_pipeline.probes import read_probe
 from shared_pipeline.records import read_record
 from shared_pipeline.report.engines import ENGINES, FEATURES, WIRINGS
 from shared_pipeline.report.graphs import flowchart
@@ -185,7 +186,9 @@ def test_committed_records_name_no_absolute_path() -> None:
     for path in sorted((ROOT / "results").glob("**/*.json")):
         text = path.read_text()
         assert str(ROOT) not in text, path
-        if path.parent.name != "bench":
+        if "probes" in path.relative_to(ROOT / "results").parts:
+            assert read_probe(path).machine, path
+        elif path.parent.name != "bench":
             record = read_record(path)
             assert not Path(record.run_dir).is_absolute(), path
             assert record.machine, path
