@@ -1,0 +1,345 @@
+"""Prefect 1's answers to the semantics probes (shared_pipeline/probes.py): each probe a tiny
+flow of prefect1/probes_flows.py run with `flow.run()` (the local executor, main thread), each
+answer read back from the flow-run state it returns (`state.result[task]`, Prefect 1's only store
+for a local run) beside what the task bodies and hooks saw.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from importlib.metadata import version
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from prefect1.adapter import prefect1_env
+from shared_pipeline.probes import (
+    FAILED,
+    FINAL,
+    NEVER,
+    NOT_EXPRESSIBLE,
+    NOT_RUN,
+    RAN,
+    SKIPPED,
+    Documented,
+    Observation,
+)
+from shared_pipeline.workdirs import engine_home
+
+VERSION = version("prefect")
+SOURCE = f"https://github.com/PrefectHQ/prefect/blob/{VERSION}/src/prefect"
+DOCS = "https://docs-v1.prefect.io/core/concepts"
+
+_reference_tasks = Documented(FINAL, f"{SOURCE}/core/flow.py#L438-L457")
+DOCUMENTED: dict[str, dict[str, Documented]] = {
+    # A flow run's state is its reference tasks' (by default the terminal tasks): a handled
+    # failure upstream of a successful leaf does not fail the run.
+    "handled_failure": {
+        "return_none": _reference_tasks,
+        "return_value": _reference_tasks,
+        "cleanup_leaf": _reference_tasks,
+    },
+    "two_hops_down": {
+        # all_successful, the default trigger: a TriggerFailed upstream is a failure, so it
+        # spreads down the chain as TriggerFailed.
+        "after_failure": Documented(NOT_RUN, f"{SOURCE}/triggers.py#L106-L109"),
+        # skip_on_upstream_skip=True by default: a skip spreads down the chain.
+        "after_skip": Documented(SKIPPED, f"{SOURCE}/core/task.py#L254-L260"),
+    },
+    "retry_semantics": {
+        # flow.run() sleeps until the earliest Retrying task's start time.
+        "delay_waited": Documented("waited", f"{SOURCE}/core/flow.py#L1128-L1137"),
+        "retry_some_errors": Documented("expressible", f"{SOURCE}/core/task.py#L246-L248"),
+        # on_failure is a state handler that fires on every Failed state, and each failed try is
+        # a Failed state before check_for_retry turns it into Retrying.
+        "hook_on_retries": Documented("every try", f"{SOURCE}/core/task.py#L293-L295"),
+    },
+    "blocking_timeout": {
+        # On the main thread the timeout is a SIGALRM whose handler raises in the task body.
+        "sleep_in_task": Documented("interrupted", f"{SOURCE}/utilities/executors.py#L244-L257"),
+    },
+    "run_timeout": {
+        # Flow.run() and the FlowRunner take no timeout; only tasks have one.
+        "task_stopped": Documented(NOT_EXPRESSIBLE, f"{SOURCE}/core/flow.py#L1182-L1188"),
+    },
+    "map_then_reduce": {
+        # A finished-whatever-happened reducer gets the failed child's exception in its place:
+        # FilterTask exists to drop such Exceptions from mapped results.
+        "reducer_receives": Documented(
+            "every position, the failure in its place",
+            f"{SOURCE}/tasks/control_flow/filter.py#L7-L11",
+        ),
+    },
+    "rerun_completed": {
+        "first_again": Documented(
+            "not again", f"{DOCS}/persistence.html#output-caching-based-on-a-file-target"
+        ),
+    },
+    "hooks_in_test_mode": {
+        "task_hook": Documented("fires", f"{SOURCE}/core/task.py#L293-L295"),
+        "flow_hook": Documented("fires", f"{SOURCE}/core/flow.py#L138-L139"),
+    },
+}
+
+_flows: ModuleType | None = None
+
+
+def start(workdir: Path) -> None:
+    """Prefect 1's home, config and checkpointing under workdir, then `import prefect`."""
+    global _flows
+    engine_home(workdir / ".prefect-home", ("prefect", "distributed"), prefect1_env)
+    from prefect1 import probes_flows
+
+    _flows = probes_flows
+
+
+def stop() -> None:
+    """Nothing runs between probes: flow.run() leaves no process or server behind."""
+
+
+def run(probe: str, workdir: Path) -> dict[str, Observation]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    return PROBES[probe](workdir)
+
+
+def _f() -> ModuleType:
+    if _flows is None:
+        raise RuntimeError("start() first: Prefect 1 reads its settings at import")
+    return _flows
+
+
+def _flow_run(flow: Any) -> tuple[Any, dict[str, Any], float]:
+    """Run a flow with a clean book; its state, each task's state by name, and the seconds."""
+    _f().SEEN.reset()
+    started = time.monotonic()
+    state = flow.run()
+    took = time.monotonic() - started
+    return state, {task.name: task_state for task, task_state in state.result.items()}, took
+
+
+def _native(flow_state: Any, tasks: dict[str, Any], *names: str) -> dict[str, str]:
+    native = {"flow": type(flow_state).__name__}
+    for name in names or tuple(tasks):
+        task_state = tasks.get(name)
+        native[name] = type(task_state).__name__ if task_state is not None else "no state"
+        for index, child in enumerate(getattr(task_state, "map_states", None) or []):
+            native[f"{name}[{index}]"] = type(child).__name__
+    return native
+
+
+def _final(flow_state: Any) -> str:
+    return FINAL if flow_state.is_successful() else FAILED
+
+
+def handled_failure(workdir: Path) -> dict[str, Observation]:
+    notes = {
+        "return_none": "a Prefect 1 flow has no return value: `handle(boom())` with "
+        "trigger=all_finished receives boom's exception and returns None",
+        "return_value": "`handle(boom())` with trigger=all_finished returns a fallback value",
+        "cleanup_leaf": "`cleanup(upstream_tasks=[boom])` with trigger=all_finished is the leaf",
+    }
+    answers = {}
+    for how, note in notes.items():
+        flow_state, tasks, _ = _flow_run(_f().handled_failure_flow(how))
+        answers[how] = Observation(
+            answer=_final(flow_state),
+            native=_native(flow_state, tasks),
+            attempts=dict(_f().SEEN.runs),
+            note=f"{note}; the run's state follows its terminal (reference) tasks",
+        )
+    return answers
+
+
+def two_hops_down(workdir: Path) -> dict[str, Observation]:
+    def c_became(tasks: dict[str, Any]) -> str:
+        c = tasks.get("c")
+        if c is None:
+            return NEVER
+        if _f().SEEN.runs["c"]:
+            return RAN
+        if c.is_skipped():
+            return SKIPPED
+        return NOT_RUN if type(c).__name__ == "TriggerFailed" else FAILED
+
+    answers = {}
+    for key, outcome, how in (
+        ("after_failure", "fail", "`a` raises"),
+        ("after_skip", "skip", "`a` raises prefect.engine.signals.SKIP"),
+    ):
+        flow_state, tasks, _ = _flow_run(_f().two_hops_flow(outcome))
+        answers[key] = Observation(
+            answer=c_became(tasks),
+            native=_native(flow_state, tasks, "a", "b", "c"),
+            attempts={name: _f().SEEN.runs[name] for name in "abc"},
+            note=f"c(b(a())) with the default trigger (all_successful); {how}",
+        )
+    return answers
+
+
+def retry_semantics(workdir: Path) -> dict[str, Observation]:
+    flow_state, tasks, took = _flow_run(_f().retry_flow())
+    seen = _f().SEEN
+    starts = seen.started["flaky"]
+    gaps = [later - earlier for earlier, later in zip(starts, starts[1:], strict=False)]
+    native = _native(flow_state, tasks)
+    waited = len(gaps) == 2 and min(gaps) >= 0.9 and tasks["flaky"].is_successful()
+    transient, fatal = seen.runs["picky[transient]"], seen.runs["picky[fatal]"]
+    retried_only_transient = (
+        transient == 2
+        and tasks["picky[transient]"].is_successful()
+        and fatal == 1
+        and tasks["picky[fatal]"].is_failed()
+    )
+    fired, tries = seen.hooks["on_failure"], seen.runs["doomed"]
+    return {
+        "delay_waited": Observation(
+            answer="waited" if waited else "not waited",
+            native=native,
+            attempts={"flaky": seen.runs["flaky"]},
+            seconds={f"gap_{i + 1}": round(gap, 3) for i, gap in enumerate(gaps)},
+            note="max_retries=2, retry_delay=timedelta(seconds=1): time.monotonic() at the "
+            "start of each try; waited if every gap >= 0.9 s",
+        ),
+        "retry_some_errors": Observation(
+            answer="expressible" if retried_only_transient else NOT_EXPRESSIBLE,
+            native=native,
+            attempts={"picky[transient]": transient, "picky[fatal]": fatal},
+            note="Task(max_retries=2, retry_on=Transient): a Transient first try was retried "
+            "and succeeded; a Fatal first try failed at once with no retry"
+            if retried_only_transient
+            else f"retry_on did not split them: transient {transient} tries, fatal {fatal}",
+        ),
+        "hook_on_retries": Observation(
+            answer="every try" if fired == tries > 1 else "last only",
+            native=native,
+            attempts={"doomed": tries},
+            callbacks={"on_failure": fired},
+            seconds={"flow.run": round(took, 3)},
+            note="Task(on_failure=...) on `doomed` (max_retries=2, always fails): it fired "
+            f"{fired} times for {tries} tries; each failed try is a Failed state before it "
+            "becomes Retrying",
+        ),
+    }
+
+
+def blocking_timeout(workdir: Path) -> dict[str, Observation]:
+    marks = workdir / "marks"
+    marks.mkdir(exist_ok=True)
+    flow_state, tasks, took = _flow_run(_f().timeout_flow(marks))
+    started = _f().SEEN.started["sleepy"][0]
+    # The body writes `left` however it ends; if it has not, give it well past its 3 s.
+    while not (marks / "left").exists() and time.monotonic() < started + 6:
+        time.sleep(0.1)
+    slept = (marks / "slept").exists()
+    left = (marks / "left").exists()
+    seconds = {"flow.run": round(took, 3)}
+    if left:
+        seconds["body_left_at"] = float((marks / "left").read_text())
+    return {
+        "sleep_in_task": Observation(
+            answer="interrupted" if left and not slept else "ran on",
+            native=_native(flow_state, tasks),
+            attempts={"sleepy": _f().SEEN.runs["sleepy"]},
+            seconds=seconds,
+            note="@task(timeout=1) calling time.sleep(3): the body writes `slept` after the "
+            "sleep and `left` in a finally; interrupted if it left without `slept`",
+        ),
+    }
+
+
+def run_timeout(workdir: Path) -> dict[str, Observation]:
+    return {
+        "task_stopped": Observation(
+            answer=NOT_EXPRESSIBLE,
+            note="Prefect 1 has no flow-run timeout: Flow.run() and FlowRunner take none, only "
+            "tasks have `timeout=`. Workaround: a timeout on each task (they add up to a bound "
+            "on the run), or a subprocess around flow.run() killed at the deadline",
+        ),
+    }
+
+
+def map_then_reduce(workdir: Path) -> dict[str, Observation]:
+    flow_state, tasks, _ = _flow_run(_f().map_flow())
+    reduced = tasks["total"]
+    if not reduced.is_successful():
+        answer = "nothing: it does not run"
+    else:
+        received = reduced.result["received"]
+        answer = (
+            "every position, the failure in its place"
+            if len(received) == 3
+            else "the successes only"
+        )
+    return {
+        "reducer_receives": Observation(
+            answer=answer,
+            native=_native(flow_state, tasks, "double", "total", "total_default_trigger"),
+            attempts={"double": _f().SEEN.runs["double"]},
+            note="double.map([1, 2, 3]) fails for 2; total(doubled) with trigger=all_finished "
+            f"returned {reduced.result!r}. Beside it a reducer with the default trigger "
+            f"(all_successful) ends {type(tasks['total_default_trigger']).__name__}",
+        ),
+    }
+
+
+def rerun_completed(workdir: Path) -> dict[str, Observation]:
+    flow = _f().rerun_flow(workdir / "results")
+    first_state, first_tasks, _ = _flow_run(flow)
+    seen = _f().SEEN
+    runs_before = dict(seen.runs)
+    # The Prefect 1 way to resume a local run: run it again; each task whose target exists
+    # is Cached without running. SEEN is kept across both runs.
+    second_state = flow.run()
+    second_tasks = {task.name: task_state for task, task_state in second_state.result.items()}
+    native = {f"run1 {k}": v for k, v in _native(first_state, first_tasks).items()}
+    native |= {f"run2 {k}": v for k, v in _native(second_state, second_tasks).items()}
+    again = seen.runs["first"] > runs_before.get("first", 0)
+    return {
+        "first_again": Observation(
+            answer="runs again" if again else "not again",
+            native=native,
+            attempts=dict(seen.runs),
+            note="first -> second, both checkpoint=True with LocalResult(dir=...) and "
+            "target='{task_name}.pkl' (PREFECT__FLOWS__CHECKPOINTING=true); second fails the "
+            "first run; then flow.run() again",
+        ),
+    }
+
+
+def hooks_in_test_mode(workdir: Path) -> dict[str, Observation]:
+    flow_state, tasks, _ = _flow_run(_f().hooks_flow())
+    hooks = dict(_f().SEEN.hooks)
+    native = _native(flow_state, tasks)
+
+    def fired(hook: str) -> str:
+        return "fires" if hooks.get(hook, 0) > 0 else "does not fire"
+
+    how = "flow.run() on the local executor, the docs' way to try a flow"
+    return {
+        "task_hook": Observation(
+            answer=fired("task on_failure"),
+            native=native,
+            attempts={"fails": _f().SEEN.runs["fails"]},
+            callbacks={"task on_failure": hooks.get("task on_failure", 0)},
+            note=f"@task(on_failure=...) on a task that raises; {how}",
+        ),
+        "flow_hook": Observation(
+            answer=fired("flow on_failure"),
+            native=native,
+            callbacks={"flow on_failure": hooks.get("flow on_failure", 0)},
+            note=f"Flow(..., on_failure=...); {how}",
+        ),
+    }
+
+
+PROBES: dict[str, Callable[[Path], dict[str, Observation]]] = {
+    "handled_failure": handled_failure,
+    "two_hops_down": two_hops_down,
+    "retry_semantics": retry_semantics,
+    "blocking_timeout": blocking_timeout,
+    "run_timeout": run_timeout,
+    "map_then_reduce": map_then_reduce,
+    "rerun_completed": rerun_completed,
+    "hooks_in_test_mode": hooks_in_test_mode,
+}

@@ -1,0 +1,262 @@
+"""The tiny Prefect 1 flows behind prefect1/probes.py, one builder per probe, written the way
+Prefect 1's own docs write them: `with Flow(...)`, `@task`, triggers, `.map`, signals.
+
+Imported by `prefect1.probes.start()` once Prefect 1's settings are in the environment (Prefect 1
+reads them at `import prefect`). The task bodies run in this process (LocalExecutor, main thread),
+so they report to the in-memory `SEEN` book the probe reads beside the flow-run state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from prefect import Flow, task
+from prefect.engine.results import LocalResult
+from prefect.engine.signals import SKIP
+from prefect.triggers import all_finished
+
+
+class Seen:
+    """What the task bodies and hooks did: runs per task, times per run, hooks fired."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.runs: Counter[str] = Counter()
+        self.started: defaultdict[str, list[float]] = defaultdict(list)
+        self.hooks: Counter[str] = Counter()
+
+    def ran(self, name: str) -> int:
+        self.runs[name] += 1
+        self.started[name].append(time.monotonic())
+        return self.runs[name]
+
+
+SEEN = Seen()
+
+
+class Transient(Exception):
+    """An error worth retrying (a flaky API)."""
+
+
+class Fatal(Exception):
+    """An error no retry will mend (a bad request)."""
+
+
+def boom_error() -> RuntimeError:
+    return RuntimeError("boom")
+
+
+# handled_failure ---------------------------------------------------------------------------
+
+
+@task
+def boom() -> int:
+    SEEN.ran("boom")
+    raise boom_error()
+
+
+# A Prefect 1 flow has no body that runs and no return value: "catching" the failure is a task
+# downstream of it with a trigger that runs whatever happened; it is handed boom's exception.
+@task(trigger=all_finished)
+def handle_returning_none(result: Any) -> None:
+    SEEN.ran("handle")
+    return None
+
+
+@task(trigger=all_finished)
+def handle_returning_value(result: Any) -> str:
+    SEEN.ran("handle")
+    return "fallback" if isinstance(result, BaseException) else result
+
+
+@task(trigger=all_finished)
+def cleanup() -> None:
+    SEEN.ran("cleanup")
+
+
+def handled_failure_flow(how: str) -> Flow:
+    with Flow(f"handled-failure-{how}") as flow:
+        failed = boom()
+        if how == "return_none":
+            handle_returning_none(failed)
+        elif how == "return_value":
+            handle_returning_value(failed)
+        else:
+            cleanup(upstream_tasks=[failed])  # a state dependency only: no data passes
+    return flow
+
+
+# two_hops_down -----------------------------------------------------------------------------
+
+
+@task
+def a(outcome: str) -> int:
+    SEEN.ran("a")
+    if outcome == "skip":
+        raise SKIP("nothing to do today")
+    raise boom_error()
+
+
+@task
+def b(x: int) -> int:
+    SEEN.ran("b")
+    return x + 1
+
+
+@task
+def c(x: int) -> int:
+    SEEN.ran("c")
+    return x + 1
+
+
+def two_hops_flow(outcome: str) -> Flow:
+    with Flow(f"two-hops-{outcome}") as flow:
+        c(b(a(outcome)))  # the default trigger (all_successful) everywhere
+    return flow
+
+
+# retry_semantics ---------------------------------------------------------------------------
+
+
+@task(max_retries=2, retry_delay=timedelta(seconds=1))
+def flaky() -> str:
+    if SEEN.ran("flaky") <= 2:
+        raise Transient("flaky API, try again")
+    return "ok"
+
+
+def on_doomed_failure(task: Any, state: Any) -> None:
+    SEEN.hooks["on_failure"] += 1
+
+
+@task(max_retries=2, retry_delay=timedelta(seconds=0), on_failure=on_doomed_failure)
+def doomed() -> None:
+    SEEN.ran("doomed")
+    raise RuntimeError("always fails")
+
+
+# retry_on: only these exception types are retried; any other fails the task at once.
+@task(max_retries=2, retry_delay=timedelta(seconds=0), retry_on=Transient)
+def picky(error: str) -> str:
+    name = f"picky[{error}]"
+    if SEEN.ran(name) == 1:
+        raise Transient("retry me") if error == "transient" else Fatal("do not retry me")
+    return "ok"
+
+
+def retry_flow() -> Flow:
+    with Flow("retry-semantics") as flow:
+        flaky()
+        doomed()
+        picky("transient", task_args=dict(name="picky[transient]"))
+        picky("fatal", task_args=dict(name="picky[fatal]"))
+    return flow
+
+
+# blocking_timeout --------------------------------------------------------------------------
+
+
+@task(timeout=1)  # whole seconds only
+def sleepy(marks: str) -> None:
+    SEEN.ran("sleepy")
+    started = time.monotonic()
+    try:
+        time.sleep(3)
+        Path(marks, "slept").write_text(f"{time.monotonic() - started:.3f}")
+    finally:
+        # Written however the body ends: proof it has left, without racing a clock.
+        Path(marks, "left").write_text(f"{time.monotonic() - started:.3f}")
+
+
+def timeout_flow(marks: Path) -> Flow:
+    with Flow("blocking-timeout") as flow:
+        sleepy(str(marks))
+    return flow
+
+
+# map_then_reduce ---------------------------------------------------------------------------
+
+
+@task
+def double(x: int) -> int:
+    SEEN.ran("double")
+    if x == 2:
+        raise ValueError("two is bad luck")
+    return 2 * x
+
+
+def _received(values: list[Any]) -> dict[str, Any]:
+    received = [type(v).__name__ if isinstance(v, BaseException) else v for v in values]
+    return dict(received=received, total=sum(v for v in values if isinstance(v, int)))
+
+
+@task(trigger=all_finished)  # reduce whatever there is
+def total(values: list[Any]) -> dict[str, Any]:
+    return _received(values)
+
+
+@task(name="total_default_trigger")
+def total_default_trigger(values: list[Any]) -> dict[str, Any]:
+    return _received(values)
+
+
+def map_flow() -> Flow:
+    with Flow("map-then-reduce") as flow:
+        doubled = double.map([1, 2, 3])
+        total(doubled)
+        total_default_trigger(doubled)  # beside it, the default trigger: for contrast
+    return flow
+
+
+# rerun_completed ---------------------------------------------------------------------------
+
+
+def resumable(results: Path) -> dict[str, Any]:
+    """Checkpoint to a target: a later run that finds it reports the task Cached, not run."""
+    return dict(checkpoint=True, result=LocalResult(dir=str(results)), target="{task_name}.pkl")
+
+
+def rerun_flow(results: Path) -> Flow:
+    @task(**resumable(results))
+    def first() -> int:
+        SEEN.ran("first")
+        return 1
+
+    @task(**resumable(results))
+    def second(x: int) -> int:
+        if SEEN.ran("second") == 1:
+            raise RuntimeError("fails once")
+        return x + 1
+
+    with Flow("rerun-completed") as flow:
+        second(first())
+    return flow
+
+
+# hooks_in_test_mode ------------------------------------------------------------------------
+
+
+def on_task_failure(task: Any, state: Any) -> None:
+    SEEN.hooks["task on_failure"] += 1
+
+
+def on_flow_failure(flow: Any, state: Any) -> None:
+    SEEN.hooks["flow on_failure"] += 1
+
+
+@task(on_failure=on_task_failure)
+def fails() -> None:
+    SEEN.ran("fails")
+    raise RuntimeError("boom")
+
+
+def hooks_flow() -> Flow:
+    with Flow("hooks-in-test-mode", on_failure=on_flow_failure) as flow:
+        fails()
+    return flow
