@@ -1,0 +1,522 @@
+"""Airflow 3's answers to the semantics probes (shared_pipeline/probes.py), under dag.test().
+
+Each probe runs tiny TaskFlow DAGs from their own DAGs folder (probe_dags/, left out of the
+pipeline's DagBag by .airflowignore) and reads the task instances back from the metadata
+database; task bodies and callbacks log events with time.monotonic() to the probe's folder.
+Loaded by file path (shared_pipeline/loading.py): importing it imports no Airflow.
+"""
+
+from __future__ import annotations
+
+import atexit
+import gc
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from shared_pipeline.probes import NOT_EXPRESSIBLE, Documented, Observation
+
+__all__ = ["DOCUMENTED", "VERSION", "run", "start", "stop"]
+
+VERSION = version("apache-airflow")
+DAGS_FOLDER = Path(__file__).resolve().parent / "probe_dags"
+DAG_FILE = DAGS_FOLDER / "semantics.py"
+DOCS = "https://airflow.apache.org/docs/apache-airflow/stable"
+SRC = "https://github.com/apache/airflow/blob/3.3.2"
+# dag.test()'s loop (task-sdk's DAG.test): update_state, run what is scheduled, sleep 1 s when
+# nothing is; no dagrun_timeout check anywhere in it.
+TEST_LOOP = f"{SRC}/task-sdk/src/airflow/sdk/definitions/dag.py#L1395-L1425"
+# The only dagrun_timeout check: the scheduler's, when it examines a running DAG run.
+SCHEDULER_TIMEOUT = f"{SRC}/airflow-core/src/airflow/jobs/scheduler_job_runner.py#L2853-L2871"
+
+DOCUMENTED: dict[str, dict[str, Documented]] = {
+    "handled_failure": {
+        # A DAG's state is decided by its leaf tasks; a failed task with a downstream that
+        # handles it is no leaf. The DAG function declares tasks and returns nothing at run time.
+        key: Documented("completed", f"{DOCS}/core-concepts/dag-run.html#dag-run-status")
+        for key in ("return_none", "return_value", "cleanup_leaf")
+    },
+    "two_hops_down": {
+        "after_failure": Documented(
+            "not run (upstream failed)", f"{DOCS}/core-concepts/dags.html#trigger-rules"
+        ),
+        # "skipped tasks will cascade through trigger rules all_success and all_failed"
+        "after_skip": Documented("skipped", f"{DOCS}/core-concepts/dags.html#trigger-rules"),
+    },
+    "retry_semantics": {
+        # A try is not ready again until retry_delay has passed (NotInRetryPeriodDep).
+        "delay_waited": Documented(
+            "waited", f"{SRC}/airflow-core/src/airflow/ti_deps/deps/not_in_retry_period_dep.py"
+        ),
+        # AirflowFailException: "fail the task immediately, ignoring any remaining retries".
+        "retry_some_errors": Documented(
+            "expressible", f"{DOCS}/core-concepts/tasks.html#special-exceptions"
+        ),
+        # on_failure_callback "when the task fails", on_retry_callback "when it goes up for retry".
+        "hook_on_retries": Documented(
+            "last only",
+            f"{DOCS}/administration-and-deployment/logging-monitoring/callbacks.html",
+        ),
+    },
+    "blocking_timeout": {
+        # "If execution_timeout is breached, the task times out and AirflowTaskTimeout is raised"
+        "sleep_in_task": Documented("interrupted", f"{DOCS}/core-concepts/tasks.html#timeouts"),
+    },
+    "run_timeout": {
+        # Under a scheduler running tasks are marked skipped at the timeout (SCHEDULER_TIMEOUT);
+        # dag.test() never checks dagrun_timeout, so its task runs to its end.
+        "task_stopped": Documented("ran on", TEST_LOOP),
+    },
+    "map_then_reduce": {
+        # The reducer gets a lazy sequence of the XComs that exist: failed instances push none.
+        "reducer_receives": Documented(
+            "the successes only",
+            f"{DOCS}/authoring-and-scheduling/dynamic-task-mapping.html",
+        ),
+    },
+    "rerun_completed": {
+        # Clearing the failed tasks re-runs them; the succeeded ones keep their state.
+        "first_again": Documented("not again", f"{DOCS}/core-concepts/dag-run.html#re-run-tasks"),
+    },
+    "hooks_in_test_mode": {
+        key: Documented("fires", f"{DOCS}/core-concepts/debug.html")
+        for key in ("task_hook", "flow_hook")
+    },
+}
+
+
+def _airflow_env(home: Path) -> dict[str, str]:
+    """As airflow/bench.py sets it, with the probes' DAGs folder."""
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        # The probes fail tasks on purpose: their tracebacks are logged at ERROR.
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get(
+            "AIRFLOW__LOGGING__LOGGING_LEVEL", "CRITICAL"
+        ),
+    }
+
+
+def start(workdir: Path) -> None:
+    """A metadata database migrated under `workdir` (`airflow db migrate`), then import Airflow."""
+    if "airflow.settings" in sys.modules:
+        raise RuntimeError("airflow was imported before AIRFLOW_HOME was set")
+    home = (workdir / "airflow-home").resolve()
+    # A fresh metadata database each time: an earlier session's runs must not be read back.
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    env = _airflow_env(home)
+    subprocess.run(
+        [Path(sys.executable).with_name("airflow"), "db", "migrate"],
+        env={**os.environ, **env},
+        cwd=home,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    os.environ.update(env)
+    import airflow.dag_processing.dagbag  # noqa: F401
+
+    # Airflow's object graph makes the interpreter's last garbage collection take seconds.
+    atexit.register(gc.freeze)
+
+
+def stop() -> None:
+    from airflow import settings
+
+    if settings.engine is not None:
+        settings.engine.dispose()
+
+
+# --- running and reading back ---
+
+
+def _dag(dag_id: str) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAG_FILE))
+    if bag.import_errors:
+        raise RuntimeError(f"the probe DAG file failed to import: {bag.import_errors}")
+    return bag.dags[dag_id]
+
+
+def _test(dag_id: str, out: Path) -> tuple[Any, str]:
+    """One dag.test() run of `dag_id` with `out` as its folder; the DAG and the run id."""
+    from airflow.sdk.definitions.context import _AIRFLOW_PARSING_CONTEXT_DAG_ID
+
+    out.mkdir(parents=True, exist_ok=True)
+    # Airflow's parsing context: the DAG file builds only this DAG, also in dag.test()'s re-parse.
+    os.environ[_AIRFLOW_PARSING_CONTEXT_DAG_ID] = dag_id
+    try:
+        dag = _dag(dag_id)
+        return dag, dag.test(run_conf={"out": str(out)}).run_id
+    finally:
+        del os.environ[_AIRFLOW_PARSING_CONTEXT_DAG_ID]
+
+
+def _read(dag_id: str, run_id: str) -> tuple[dict[str, str], dict[str, int]]:
+    """{task: state} (with the DAG run's as `dag_run`) and {task: try_number}, from the database.
+    Mapped instances are `task[i]`.
+    """
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        run = session.scalars(
+            select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
+        ).one()
+        tis = session.scalars(
+            select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
+        ).all()
+        states, tries = {"dag_run": str(run.state)}, {}
+        for ti in sorted(tis, key=lambda t: (t.task_id, t.map_index)):
+            key = f"{ti.task_id}[{ti.map_index}]" if ti.map_index >= 0 else ti.task_id
+            states[key] = str(ti.state)
+            tries[key] = ti.try_number
+        return states, tries
+
+
+def _events(out: Path, event: str | None = None) -> list[dict[str, Any]]:
+    path = out / "events.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [e for e in lines if event is None or e["event"] == event]
+
+
+def _runs(out: Path, task: str) -> int:
+    """How many times the body of `task` started, from its own event lines."""
+    return sum(1 for e in _events(out) if e.get("task") == task and e["event"] in ("run", "start"))
+
+
+def _callbacks(out: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for e in _events(out, "callback"):
+        dag_level = e["hook"].startswith("dag.")
+        name = e["hook"] if dag_level or not e["task"] else f"{e['task']}.{e['hook']}"
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def _resume(dag: Any, run_id: str, task_ids: list[str] | None, downstream: bool) -> None:
+    """Clear task instances of a finished DAG run and drive the same run again, as
+    airflow/adapter.py's resume_dag_run does: dag.test() cannot re-drive an existing run.
+
+    task_ids None: the run's failed and upstream_failed ones (the UI's "Clear" of a DAG run,
+    only failed); else those tasks, with or without their downstream (the UI's task Clear).
+    """
+    from airflow.models.dagbag import DBDagBag
+    from airflow.models.dagrun import DagRun
+    from airflow.sdk.definitions.dag import _run_task
+    from airflow.utils.state import DagRunState, TaskInstanceState
+    from sqlalchemy import select
+
+    from airflow import settings
+
+    session = settings.Session()
+    try:
+        scheduler_dag = DBDagBag().get_latest_version_of_dag(dag.dag_id, session=session)
+        if task_ids is None:
+            scheduler_dag.clear(
+                run_id=run_id, only_failed=True, dag_run_state=DagRunState.RUNNING, session=session
+            )
+        else:
+            # What the clearTaskInstances API does with include_downstream.
+            subset = scheduler_dag.partial_subset(
+                task_ids=task_ids, include_downstream=downstream, include_upstream=False
+            )
+            subset.clear(run_id=run_id, dag_run_state=DagRunState.RUNNING, session=session)
+        session.commit()
+        dag_run = session.scalars(
+            select(DagRun).where(DagRun.dag_id == dag.dag_id, DagRun.run_id == run_id)
+        ).one()
+        dag_run.dag = scheduler_dag
+        while dag_run.state == DagRunState.RUNNING:
+            session.expire_all()
+            ready, _ = dag_run.update_state(session=session)
+            for ti in ready:
+                ti.try_number += 1
+                ti.state = TaskInstanceState.SCHEDULED
+            session.commit()
+            if not ready:
+                time.sleep(0.2)
+            for ti in ready:
+                try:
+                    _run_task(ti=ti, task=dag.task_dict[ti.task_id])
+                except Exception:  # as in dag.test(): the task instance's state says it
+                    if ti.state not in TaskInstanceState.finished:
+                        ti.set_state(TaskInstanceState.FAILED)
+    finally:
+        session.close()
+
+
+# --- the probes ---
+
+
+def _handled_failure(workdir: Path) -> dict[str, Observation]:
+    answers = {}
+    for key, leaf in (
+        ("return_none", "handle"),
+        ("return_value", "handle"),
+        ("cleanup_leaf", "cleanup"),
+    ):
+        out = workdir / key
+        dag_id = f"probe_handled_{key}"
+        started = time.monotonic()
+        _, run_id = _test(dag_id, out)
+        native, tries = _read(dag_id, run_id)
+        how = {
+            "return_none": "a downstream `handle` task with trigger_rule=one_failed (Airflow's "
+            "catch: the DAG function only declares tasks and never runs at run time) returns None",
+            "return_value": "a downstream `handle` task with trigger_rule=one_failed returns "
+            "'recovered' (a DAG has no return value; a task's goes to XCom)",
+            "cleanup_leaf": "`cleanup` with trigger_rule=all_done after `boom`",
+        }[key]
+        answers[key] = Observation(
+            answer={"success": "completed", "failed": "failed"}.get(native["dag_run"], "?"),
+            native=native,
+            attempts=tries,
+            seconds={"dag_test": round(time.monotonic() - started, 2)},
+            note=f"{how}; `boom` {native['boom']}, `{leaf}` {native[leaf]} (its body ran "
+            f"{_runs(out, leaf)}x); the DAG run ended {native['dag_run']}: its leaves decide",
+        )
+    return answers
+
+
+def _two_hops_down(workdir: Path) -> dict[str, Observation]:
+    meaning = {"upstream_failed": "not run (upstream failed)", "failed": "failed"}
+    answers = {}
+    for key in ("after_failure", "after_skip"):
+        out = workdir / key
+        dag_id = f"probe_two_hops_{key}"
+        _, run_id = _test(dag_id, out)
+        native, tries = _read(dag_id, run_id)
+        c = native["c"]
+        answer = {**meaning, "skipped": "skipped", "success": "ran"}.get(c, "?")
+        if c in ("skipped", "upstream_failed") and _runs(out, "c"):
+            answer = "ran"
+        how = "raises AirflowSkipException" if key == "after_skip" else "raises ValueError"
+        answers[key] = Observation(
+            answer=answer,
+            native=native,
+            attempts=tries,
+            note=f"`a` {how}; b and c keep the default trigger rule all_success: b {native['b']}, "
+            f"c {c}, their bodies ran {_runs(out, 'b') + _runs(out, 'c')}x",
+        )
+    return answers
+
+
+def _retry_gaps(out: Path, task: str) -> list[float]:
+    """Seconds from the end of each failed try to the start of the next, from the task body."""
+    marks = {(e["event"], e["attempt"]): e["t"] for e in _events(out) if e.get("task") == task}
+    return [
+        round(marks[("start", n + 1)] - marks[("end", n)], 3)
+        for n in range(1, 4)
+        if ("end", n) in marks and ("start", n + 1) in marks
+    ]
+
+
+def _retry_semantics(workdir: Path) -> dict[str, Observation]:
+    out = workdir / "retries"
+    _, run_id = _test("probe_retries", out)
+    native, tries = _read("probe_retries", run_id)
+    callbacks = _callbacks(out)
+    gaps, control = _retry_gaps(out, "flaky"), _retry_gaps(out, "prompt")
+    seconds = {f"flaky_gap_{i + 1}": g for i, g in enumerate(gaps)}
+    seconds |= {f"prompt_gap_{i + 1}": g for i, g in enumerate(control)}
+    # 1 s delay: waited if every gap is >= 0.9 s; the 0-delay control shows what the loop adds.
+    waited = len(gaps) == 2 and min(gaps) >= 0.9
+    delay = Observation(
+        answer="waited" if waited else "not waited",
+        native={"flaky": native["flaky"], "prompt": native["prompt"]},
+        attempts={"flaky": tries["flaky"], "prompt": tries["prompt"]},
+        seconds=seconds,
+        note="`flaky` (retries=2, retry_delay=1 s) fails on tries 1 and 2; gaps from the end of "
+        f"a failed try to the next start, timed in the body: {gaps} s; the control `prompt` "
+        f"(retry_delay=0) {control} s. dag.test() holds an up_for_retry instance until its "
+        "delay passes (it sleeps 1 s per idle pass, so a delay is rounded up to whole passes)",
+    )
+    picky_runs = _runs(out, "picky")
+    some = Observation(
+        answer="expressible"
+        if native["picky"] == "failed" and tries["picky"] == 1 and picky_runs == 1
+        else NOT_EXPRESSIBLE,
+        native={"picky": native["picky"], "flaky": native["flaky"]},
+        attempts={"picky": tries["picky"], "flaky": tries["flaky"]},
+        note="`picky` (retries=2) turns a KeyError into AirflowFailException and re-raises a "
+        f"ConnectionError: it ended {native['picky']} at try {tries['picky']} (body ran "
+        f"{picky_runs}x), while `flaky`'s ValueError was retried to try {tries['flaky']}. Airflow "
+        "has no retry-on-exception-type option: the task body decides",
+    )
+    failure = callbacks.get("doomed.on_failure_callback", 0)
+    retry = callbacks.get("doomed.on_retry_callback", 0)
+    hook = Observation(
+        answer="last only" if failure == 1 else "every try",
+        native={"doomed": native["doomed"]},
+        attempts={"doomed": tries["doomed"]},
+        callbacks={"on_failure_callback": failure, "on_retry_callback": retry},
+        note=f"`doomed` (retries=2) failed {tries['doomed']} tries: on_failure_callback fired "
+        f"{failure}x (after the last), on_retry_callback {retry}x (after each earlier try)",
+    )
+    return {"delay_waited": delay, "retry_some_errors": some, "hook_on_retries": hook}
+
+
+def _blocking_timeout(workdir: Path) -> dict[str, Observation]:
+    out = workdir / "sleep"
+    _, run_id = _test("probe_blocking_timeout", out)
+    native, tries = _read("probe_blocking_timeout", run_id)
+    start = _events(out, "start")[0]["t"]
+    ends = _events(out, "end")
+    # Stopped if the body never reached the line after its 3 s sleep.
+    answer = "ran on" if ends else "interrupted"
+    return {
+        "sleep_in_task": Observation(
+            answer=answer,
+            native=native,
+            attempts=tries,
+            seconds={"body_to_end": round(ends[0]["t"] - start, 2)} if ends else {},
+            note=f"`sleepy` (execution_timeout=1 s) calls time.sleep(3): it ended "
+            f"{native['sleepy']}, the line after the sleep {'ran' if ends else 'never ran'} "
+            "(AirflowTaskTimeout from a SIGALRM in the task's process; dag.test() runs it on "
+            "the main thread)",
+        )
+    }
+
+
+def _run_timeout(workdir: Path) -> dict[str, Observation]:
+    out = workdir / "run"
+    started = time.monotonic()
+    _, run_id = _test("probe_run_timeout", out)
+    took = time.monotonic() - started
+    native, tries = _read("probe_run_timeout", run_id)
+    ends = _events(out, "end")
+    return {
+        "task_stopped": Observation(
+            answer="ran on" if ends else "stopped",
+            native=native,
+            attempts=tries,
+            seconds={"dag_test": round(took, 2)},
+            note=f"DAG dagrun_timeout=1 s, `slow` sleeps 3 s: the body "
+            f"{'reached its end' if ends else 'never reached its end'}, `slow` ended "
+            f"{native['slow']} and the DAG run {native['dag_run']}. dag.test() never checks "
+            f"dagrun_timeout ({TEST_LOOP}); only the scheduler does, between its loops "
+            f"({SCHEDULER_TIMEOUT}), failing the run and marking running tasks skipped",
+        )
+    }
+
+
+def _map_then_reduce(workdir: Path) -> dict[str, Observation]:
+    out = workdir / "map"
+    _, run_id = _test("probe_map_reduce", out)
+    native, tries = _read("probe_map_reduce", run_id)
+    received = [e["values"] for e in _events(out, "received")]
+    if not received:
+        answer = "nothing: it does not run"
+    elif received[0] == [2, 6]:
+        answer = "the successes only"
+    else:
+        answer = "every position, the failure in its place"
+    return {
+        "reducer_receives": Observation(
+            answer=answer,
+            native=native,
+            attempts=tries,
+            note="`double` expanded over [1, 2, 3] raises for 2; `total` (trigger_rule=all_done) "
+            f"received {received[0] if received else 'nothing'} (a LazyXComSequence: the failed "
+            "instance pushed no XCom, so later positions shift); the DAG run ended "
+            f"{native['dag_run']}",
+        )
+    }
+
+
+def _rerun_completed(workdir: Path) -> dict[str, Observation]:
+    ways = {
+        "only_failed": (None, False, "cleared the run's failed tasks (only_failed=True)"),
+        "second_alone": (["second"], False, "cleared `second` without downstream"),
+        "second_down": (["second"], True, "cleared `second` with downstream"),
+    }
+    seen: dict[str, tuple[dict[str, str], dict[str, int], int]] = {}
+    for way, (task_ids, downstream, _) in ways.items():
+        out = workdir / way
+        dag, run_id = _test("probe_rerun", out)
+        before, _ = _read("probe_rerun", run_id)
+        if before["second"] != "failed":
+            raise RuntimeError(f"probe_rerun should fail at `second` first: {before}")
+        _resume(dag, run_id, task_ids, downstream)
+        native, tries = _read("probe_rerun", run_id)
+        seen[way] = (native, tries, _runs(out, "first"))
+    native, tries, first_runs = seen["only_failed"]
+    others = "; ".join(
+        f"{ways[w][2]}: first ran {seen[w][2]}x, second {seen[w][0]['second']}, "
+        f"third {seen[w][0]['third']} (try {seen[w][1]['third']}), run {seen[w][0]['dag_run']}"
+        for w in ("second_alone", "second_down")
+    )
+    return {
+        "first_again": Observation(
+            answer="runs again" if first_runs > 1 else "not again",
+            native=native,
+            attempts=tries,
+            note="`first` >> `second` (fails on its first run) >> `third`; dag.test() cannot "
+            "resume a run, so the same DAG run was cleared and driven again with dag.test()'s "
+            "own per-task runner (private _run_task, as airflow/adapter.py). "
+            f"{ways['only_failed'][2]}: first's body ran {first_runs}x (try {tries['first']}), "
+            f"second try {tries['second']}, third {native['third']}, run {native['dag_run']}. "
+            f"Also {others}",
+        )
+    }
+
+
+def _hooks_in_test_mode(workdir: Path) -> dict[str, Observation]:
+    out = workdir / "hooks"
+    _, run_id = _test("probe_hooks", out)
+    native, tries = _read("probe_hooks", run_id)
+    callbacks = _callbacks(out)
+    task_n = callbacks.get("failing.on_failure_callback", 0)
+    dag_n = callbacks.get("dag.on_failure_callback", 0)
+    reasons = [e["reason"] for e in _events(out, "callback") if e["hook"].startswith("dag.")]
+    how = "`failing` with on_failure_callback in a DAG with on_failure_callback, run by dag.test()"
+    return {
+        "task_hook": Observation(
+            answer="fires" if task_n else "does not fire",
+            native=native,
+            attempts=tries,
+            callbacks={"on_failure_callback": task_n},
+            note=f"{how}: the task's callback fired {task_n}x",
+        ),
+        "flow_hook": Observation(
+            answer="fires" if dag_n else "does not fire",
+            native=native,
+            attempts=tries,
+            callbacks={"dag on_failure_callback": dag_n},
+            note=f"{how}: the DAG's callback fired {dag_n}x, reason {reasons} (dag.test() "
+            "hands the DAG file's callbacks to its run, as serialization drops them; they run "
+            "in this process)",
+        ),
+    }
+
+
+PROBES = {
+    "handled_failure": _handled_failure,
+    "two_hops_down": _two_hops_down,
+    "retry_semantics": _retry_semantics,
+    "blocking_timeout": _blocking_timeout,
+    "run_timeout": _run_timeout,
+    "map_then_reduce": _map_then_reduce,
+    "rerun_completed": _rerun_completed,
+    "hooks_in_test_mode": _hooks_in_test_mode,
+}
+
+
+def run(probe: str, workdir: Path) -> dict[str, Observation]:
+    """The probe's DAGs under dag.test(), each answer read back from the metadata database."""
+    # The event files are appended to: an earlier session's lines would be counted again.
+    shutil.rmtree(workdir, ignore_errors=True)
+    return PROBES[probe](workdir)
