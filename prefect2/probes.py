@@ -1,0 +1,285 @@
+"""Prefect 2.x and 3.x answers to the semantics probes (shared_pipeline/probes.py).
+
+Each probe runs a tiny flow from probes_flows.py, then reads the flow run and its task runs back
+from Prefect's API; timings and hook counts come from the task bodies and hooks themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prefect2.compat import MAJOR, VERSION, ApiServer, drain_events, flow_run_settings
+from prefect2.probes_docs import documented
+from shared_pipeline.probes import NOT_EXPRESSIBLE, Documented, Observation
+
+__all__ = ["DOCUMENTED", "NOT_EXPRESSIBLE", "VERSION", "run", "start", "stop"]
+
+DOCUMENTED: dict[str, dict[str, Documented]] = documented(MAJOR, VERSION)
+FINAL_TYPES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+_server = ApiServer()
+_flows: Any = None  # prefect2.probes_flows, imported once PREFECT_HOME points into the workdir
+
+
+def start(workdir: Path) -> None:
+    """A fresh Prefect home in `workdir`, then import Prefect and start its API (3.x)."""
+    global _flows
+    os.environ.pop("PREFECT_API_URL", None)  # never report to somebody's real server
+    os.environ.update(
+        PREFECT_HOME=str(workdir),
+        PREFECT_PROFILES_PATH=str(workdir / "profiles.toml"),
+        PREFECT_LOCAL_STORAGE_PATH=str(workdir / "storage"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_LOGGING_LEVEL="WARNING",
+    )
+    from prefect2 import probes_flows
+
+    _flows = probes_flows
+    _server.start()
+
+
+def stop() -> None:
+    _server.stop()
+
+
+def run(probe: str, workdir: Path) -> dict[str, Observation]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    _flows.reset()
+    with flow_run_settings(str(workdir / "results")):
+        return PROBES[probe]()
+
+
+def _run(flow: Any, *args: Any, tasks: int) -> tuple[Any, dict[str, Any]]:
+    """Run `flow`, then read its flow run and (at least `tasks`) task runs back from the API."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
+
+    flow_run_id = flow(*args, return_state=True).state_details.flow_run_id
+    drain_events()
+    task_filter = TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run_id]))
+    # 2.x writes every state before the flow returns; 3.x records task runs from events later,
+    # so wait until they are all there, final, and unchanged for a moment.
+    deadline, previous = time.monotonic() + 15, None
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_task_runs(task_run_filter=task_filter, limit=200)
+            snapshot = sorted((r.name, r.state_name, r.run_count) for r in runs)
+            settled = len(runs) >= tasks and all(
+                r.state_type.value in FINAL_TYPES or r.state_name == "NotReady" for r in runs
+            )
+            if (settled and (MAJOR == 2 or snapshot == previous)) or time.monotonic() > deadline:
+                break
+            previous = snapshot
+            time.sleep(0.3)
+        flow_run = client.read_flow_run(flow_run_id)
+    return flow_run, _by_name(runs)
+
+
+def _native(flow_run: Any, task_runs: dict[str, Any]) -> dict[str, str]:
+    return {"flow run": flow_run.state_name, **{n: r.state_name for n, r in task_runs.items()}}
+
+
+def _by_name(runs: list[Any]) -> dict[str, Any]:
+    """Task runs by their task's name: the default names end in a key ("boom-0" in 2.x, "boom-1a3"
+    in 3.x); a name seen again (a new task run per flow-run retry in 3.x) gets its ordinal.
+    """
+    named: dict[str, Any] = {}
+    for run in sorted(runs, key=lambda r: r.start_time or r.expected_start_time or r.created):
+        name = re.sub(r"-[0-9a-f]+$", "", run.name)
+        count = sum(1 for n in named if n == name or n.startswith(f"{name} ("))
+        named[name if not count else f"{name} ({count + 1})"] = run
+    return named
+
+
+def _handled_failure() -> dict[str, Observation]:
+    answers = {}
+    for key, flow, how in (
+        ("return_none", _flows.caught_returns_none, "boom(return_state=True), returns None"),
+        ("return_value", _flows.caught_returns_value, "boom(return_state=True), returns a value"),
+        (
+            "cleanup_leaf",
+            _flows.cleanup_after_boom,
+            "boom.submit(); cleanup.submit(wait_for=[allow_failure(boom)]); returns None",
+        ),
+    ):
+        flow_run, task_runs = _run(flow, tasks=1 if key != "cleanup_leaf" else 2)
+        answers[key] = Observation(
+            answer="completed" if flow_run.state_type.value == "COMPLETED" else "failed",
+            native=_native(flow_run, task_runs),
+            note=f"{how}; the flow run's state from read_flow_run",
+        )
+    return answers
+
+
+def _two_hops_down() -> dict[str, Observation]:
+    answers = {}
+    for key, how in (("after_failure", "fail"), ("after_skip", "skip")):
+        # b and c get task runs (NotReady) after a failure too.
+        flow_run, task_runs = _run(_flows.two_hops, how, tasks=3)
+        c = task_runs.get("hop_c")
+        if c is None:
+            answer = "never created"
+        elif c.state_type.value == "COMPLETED" and c.run_count:
+            answer = "ran"
+        elif c.state_name in ("NotReady", "Pending") and not c.run_count:
+            answer = "not run (upstream failed)" if how == "fail" else "skipped"
+        else:
+            answer = "failed"
+        answers[key] = Observation(
+            answer=answer,
+            native=_native(flow_run, task_runs),
+            attempts={n: r.run_count for n, r in task_runs.items()},
+            note="c.submit(b.submit(a.submit())); "
+            + (
+                "a raises"
+                if how == "fail"
+                else "a returns Completed(name='Skipped'): Prefect 2/3 have no Skipped state"
+            ),
+        )
+    return answers
+
+
+def _retry_semantics() -> dict[str, Observation]:
+    flow_run, task_runs = _run(_flows.retries, tasks=4)
+    events, native = _flows.EVENTS, _native(flow_run, task_runs)
+    attempts = {n: r.run_count for n, r in task_runs.items()}
+    tries = events["flaky"]
+    gaps = [b - a for a, b in zip(tries, tries[1:], strict=False)]
+    transient, fatal = len(events["picky[transient]"]), len(events["picky[fatal]"])
+    hooks = {"doomed.on_failure": _flows.HOOKS["doomed.on_failure"]}
+    return {
+        "delay_waited": Observation(
+            answer="waited" if gaps and min(gaps) >= 0.9 else "not waited",
+            native=native,
+            attempts=attempts,
+            seconds={f"gap {i + 1}": round(g, 3) for i, g in enumerate(gaps)},
+            note="@task(retries=2, retry_delay_seconds=1); gaps between the starts of the tries",
+        ),
+        "retry_some_errors": Observation(
+            answer="expressible" if transient == 3 and fatal == 1 else NOT_EXPRESSIBLE,
+            native=native,
+            attempts=attempts,
+            note="@task(retries=2, retry_condition_fn=...) retries ConnectionError only: "
+            f"ConnectionError ran {transient} times, ValueError {fatal}",
+        ),
+        "hook_on_retries": Observation(
+            answer="last only" if hooks["doomed.on_failure"] == 1 else "every try",
+            native=native,
+            attempts=attempts,
+            callbacks=hooks,
+            note="@task(retries=2, on_failure=[hook]) always raising",
+        ),
+    }
+
+
+def _sleep_observation(flow: Any, task: str, how: str) -> Observation:
+    """Was the 3 s sleep in `task` cut short? Decided after it would have ended anyway."""
+    flow_run, task_runs = _run(flow, tasks=1)
+    events = _flows.EVENTS
+    started = events[f"{task}:start"][0]
+    time.sleep(max(0.0, started + 3.5 - time.monotonic()))
+    ended, stopped = events.get(f"{task}:end"), events.get(f"{task}:stopped")
+    body = (ended or stopped or [started - 1.0])[0] - started
+    run = next(iter(task_runs.values()))
+    took = (run.end_time - run.start_time).total_seconds() if run.end_time else -1.0
+    # 1 s against 3 s: a stop before 2 s is the timeout's; one at ~3 s came after the sleep.
+    cut = not ended and stopped is not None and body < 2.0
+    return Observation(
+        answer=("interrupted" if task == "sleeper" else "stopped") if cut else "ran on",
+        native=_native(flow_run, task_runs),
+        seconds={"body": round(body, 3), "task run": round(took, 3)},
+        note=f"{how}; time.sleep(3) noting its end, or when an exception stopped it, checked "
+        f"3.5 s after it began: {'ended' if ended else 'stopped' if stopped else 'neither'} "
+        f"after {body:.1f} s",
+    )
+
+
+def _blocking_timeout() -> dict[str, Observation]:
+    how = "@task(timeout_seconds=1) called in the flow"
+    return {"sleep_in_task": _sleep_observation(_flows.task_timeout, "sleeper", how)}
+
+
+def _run_timeout() -> dict[str, Observation]:
+    how = "@flow(timeout_seconds=1) calling a task without a timeout"
+    return {"task_stopped": _sleep_observation(_flows.flow_timeout, "napper", how)}
+
+
+def _map_then_reduce() -> dict[str, Observation]:
+    flow_run, task_runs = _run(_flows.map_then_reduce, tasks=4)
+    received = _flows.RECEIVED.get("total")
+    if received is None:
+        answer = "nothing: it does not run"
+    elif len(received) == 3:
+        answer = "every position, the failure in its place"
+    else:
+        answer = "the successes only"
+    return {
+        "reducer_receives": Observation(
+            answer=answer,
+            native=_native(flow_run, task_runs),
+            note="total(allow_failure(double.map([1, 2, 3]))); total received "
+            f"{[type(v).__name__ if isinstance(v, Exception) else v for v in received or []]}",
+        )
+    }
+
+
+def _rerun_completed() -> dict[str, Observation]:
+    # 2.x goes on with the same task runs; 3.x makes new ones for the retry.
+    flow_run, task_runs = _run(_flows.retried_run, tasks=2 if MAJOR == 2 else 4)
+    bodies = len(_flows.EVENTS["first"])
+    # Beside it, the other way back: a new flow run, its tasks keyed by input and persisted.
+    _run(_flows.cached_run, tasks=2)
+    again, again_tasks = _run(_flows.cached_run, tasks=2)
+    cached_bodies = len(_flows.EVENTS["first_cached"])
+    return {
+        "first_again": Observation(
+            answer="runs again" if bodies > 1 else "not again",
+            native={
+                **_native(flow_run, task_runs),
+                **{f"new run: {n}": s for n, s in _native(again, again_tasks).items()},
+            },
+            attempts={
+                "flow run": flow_run.run_count,
+                "first bodies": bodies,
+                **{n: r.run_count for n, r in task_runs.items()},
+                "first_cached bodies in two new runs": cached_bodies,
+            },
+            note="@flow(retries=1): the same flow run retried in process, results not persisted "
+            f"(the defaults); `first` ran {bodies} time(s). A new flow run with "
+            "cache_key_fn=task_input_hash, persist_result=True instead: `first_cached` ran "
+            f"{cached_bodies} time(s) in two runs",
+        )
+    }
+
+
+def _hooks_in_test_mode() -> dict[str, Observation]:
+    flow_run, task_runs = _run(_flows.hooked, tasks=1)
+    hooks = dict(_flows.HOOKS)
+    native = _native(flow_run, task_runs)
+    note = "the flow called as a function (return_state=True), no deployment or worker"
+    return {
+        key: Observation(
+            answer="fires" if hooks.get(hook) else "does not fire",
+            native=native,
+            callbacks=hooks,
+            note=note,
+        )
+        for key, hook in (("task_hook", "failing.on_failure"), ("flow_hook", "hooked.on_failure"))
+    }
+
+
+PROBES: dict[str, Callable[[], dict[str, Observation]]] = {
+    "handled_failure": _handled_failure,
+    "two_hops_down": _two_hops_down,
+    "retry_semantics": _retry_semantics,
+    "blocking_timeout": _blocking_timeout,
+    "run_timeout": _run_timeout,
+    "map_then_reduce": _map_then_reduce,
+    "rerun_completed": _rerun_completed,
+    "hooks_in_test_mode": _hooks_in_test_mode,
+}
