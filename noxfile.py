@@ -128,7 +128,7 @@ def _conformance(session: nox.Session, engine: str, engine_tests: str, probes: b
         *PYTEST,
         *PARALLEL,
         str(ROOT / "tests" / "test_conformance.py"),
-        *([str(ROOT / "tests" / "test_probes.py")] if probes else []),
+        *([str(ROOT / "tests" / "engines" / "test_probes.py")] if probes else []),
         str(ROOT / "tests" / "engines" / engine_tests),
         *session.posargs,
         env=_env(engine),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shutil
 import sys
 import time
 from datetime import UTC, datetime
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.out.resolve()
     workdir = out / "runs" / "probes" / args.engine
-    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(workdir, ignore_errors=True)  # every answer from this run's flows only
+    workdir.mkdir(parents=True)
     engine = load_module(PROBE_MODULES[args.engine])
     engine.start(workdir)
     try:

@@ -19,7 +19,7 @@ import pytest
 from shared_pipeline import engine_table
 from shared_pipeline.control import ControlAdapter
 from shared_pipeline.harness import run_scenario
-from shared_pipeline.probes import read_probe
+from shared_pipeline.probes import PROBE_IDS, read_probe
 from shared_pipeline.records import read_record
 from shared_pipeline.report.engines import ENGINES, FEATURES, WIRINGS
 from shared_pipeline.report.graphs import flowchart
@@ -320,3 +320,21 @@ def test_no_paragraph_of_prose_appears_twice(report) -> None:
 
     assert said, "no prose found"
     assert [p for p, n in said.items() if n > 1] == []
+
+
+def test_every_probe_answer_in_the_report_comes_from_its_record(report, results: Path) -> None:
+    _, files = report
+    text = files[Path("REPORT.md")].decode()
+    page = files.get(Path("docs", "report", "probes.md"), b"").decode()
+    records = sorted(results.glob("probes/*/*.json"))
+
+    assert records, "no probe records"
+    for path in records:
+        record = read_probe(path)
+        assert f"probes/{record.engine}/{record.probe}.json" in page, path
+        probe = PROBE_IDS[record.probe]
+        for question in probe.questions:
+            row = next(
+                line for line in text.splitlines() if line.startswith(f"| {question.asks} |")
+            )
+            assert record.answers[question.key].answer in row, (path, question.key)

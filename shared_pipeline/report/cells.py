@@ -9,7 +9,7 @@ from shared_pipeline.timeouts import record_verdicts
 from shared_pipeline.timeouts import summary as timeout_summary
 from shared_pipeline.vocabulary import RegistryEffect
 
-WIDTH = 200  # prose is wrapped here (a table row stays one line)
+WIDTH = 320  # prose is wrapped here, under the 400 characters a line may have (not a table row)
 
 REGISTRY_WORDS = {
     RegistryEffect.PROMOTED: "production replaced",

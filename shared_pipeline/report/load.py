@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared_pipeline.probes import ProbeRecord, read_probe
 from shared_pipeline.records import RunRecord, read_record
 from shared_pipeline.report.engines import engine_order
 from shared_pipeline.scenarios import CATALOGUE, SCENARIOS, Scenario
@@ -59,3 +60,12 @@ def load_records(results: Path) -> Records:
 
 def scenario_of(scenario_id: str) -> Scenario | None:
     return SCENARIOS.get(scenario_id)
+
+
+def load_probes(results: Path) -> dict[tuple[str, str], ProbeRecord]:
+    """results/probes/<engine>/<probe>.json, by (engine, probe)."""
+    found = {}
+    for path in sorted(results.glob("probes/*/*.json")):
+        record = read_probe(path)
+        found[record.engine, record.probe] = record
+    return found

@@ -5,9 +5,11 @@ benchmark's tables and Prefect 2.x against 3.x. Each links back to the lessons t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from shared_pipeline.probes import PROBES
 from shared_pipeline.records import FlowRunRecord, RunRecord
 from shared_pipeline.report.cells import REGISTRY_WORDS, code, history, interrupted, timeout_lines
 from shared_pipeline.report.engines import engine
@@ -279,3 +281,49 @@ def _differences(mine: RunRecord, other: RunRecord) -> list[str]:
         if stopped is not None and stopped != interrupted(other, index):
             out.append(f"{prefix}timeouts: {timeout_lines(mine)[index]}")
     return out
+
+
+def probes_page(report: Report) -> str:
+    """Every probe, every engine: the answer, what the engine's store said, the hooks that fired,
+    the times measured, how it was asked, and the documentation behind the expected answer.
+    """
+    lines = [GENERATED, "", f"[REPORT.md]({BACK}) › semantics probes", ""]
+    lines += ["# Semantics probes: the behaviours people trip on", ""]
+    lines += [
+        "Each probe is a few lines of each engine's own idiom; its answer is read back from the "
+        "engine's store and must equal the answer the engine documents (the suite fails "
+        "otherwise). Records: `results/probes/<engine>/<probe>.json`."
+    ]
+    engines = [e for e in report.records.engines if any(k[0] == e for k in report.probes)]
+    results = Path(os.path.relpath(report.results, report.out / "docs" / "report")).as_posix()
+    for probe in PROBES:
+        lines += ["", f'<a id="probe-{probe.id}"></a>', "", f"## {probe.title}", "", probe.setup]
+        if probe.threads:
+            lines += ["", "Threads: " + ", ".join(f"<{url}>" for url in probe.threads)]
+        for key in engines:
+            record = report.probes.get((key, probe.id))
+            if record is None:
+                continue
+            lines += [
+                "",
+                f"**{report.label(key)}** {record.engine_version} "
+                f"([record]({results}/probes/{key}/{probe.id}.json))",
+                "",
+                "| question | answer | documented | native states | hooks fired | seconds | how |",
+                "| --- | --- | --- | --- | --- | --- | --- |",
+            ]
+            for question in probe.questions:
+                seen = record.answers.get(question.key)
+                if seen is None:
+                    continue
+                said = record.documented.get(question.key)
+                documented = f"[{said.answer}]({said.doc})" if said else "—"
+                native = ", ".join(f"{t} {code(s)}" for t, s in seen.native.items())
+                hooks = ", ".join(f"{h} ×{n}" for h, n in seen.callbacks.items()) or "—"
+                times = ", ".join(f"{w} {v:.2f}" for w, v in seen.seconds.items()) or "—"
+                note = seen.note.replace("|", "\\|").replace("\n", " ")
+                lines.append(
+                    f"| {question.asks} | {seen.answer} | {documented} | {native or '—'} | "
+                    f"{hooks} | {times} | {note} |"
+                )
+    return "\n".join(lines)

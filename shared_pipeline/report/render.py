@@ -11,6 +11,7 @@ from pathlib import Path
 
 from shared_pipeline.conformance import check_record
 from shared_pipeline.headroom import MIN_HEADROOM, headrooms
+from shared_pipeline.probes import PROBES
 from shared_pipeline.records import Limitation
 from shared_pipeline.report import bench as bench_section
 from shared_pipeline.report import pages
@@ -26,7 +27,7 @@ from shared_pipeline.report.engines import (
 )
 from shared_pipeline.report.figures import timeline
 from shared_pipeline.report.lessons import LESSONS, Answer, Lesson
-from shared_pipeline.report.load import Records, load_records, scenario_of
+from shared_pipeline.report.load import Records, load_probes, load_records, scenario_of
 from shared_pipeline.report.markers import Block, excerpt, line_count, wiring_blocks
 from shared_pipeline.vocabulary import StepState
 from shared_pipeline.wiring import Deviation, Rule, wiring_of
@@ -92,6 +93,7 @@ class Report:
         self.problems = _problems(self.records)
         self.backend_problems = {b: _problems(r) for b, r in self.records.other_backends.items()}
         self.notes, self.noted = self._notes()
+        self.probes = load_probes(results)
         self.answers: dict[tuple[str, str], Answer | None] = {
             (lesson.key, key): lesson.answer(lambda s, k=key: self.records.get(k, s))
             for lesson in LESSONS
@@ -426,6 +428,7 @@ class Report:
             lines += ["", "**When the user sets nothing**:", ""]
             for said, labels in defaults.items():
                 lines += wrap(f"{' and '.join(labels)}: {said}.", bullet=True)
+        lines += self.probe_tables(lesson)
         for feature in lesson.features:
             lines += self.code_table(feature)
         first = lesson.scenarios[0]
@@ -441,6 +444,37 @@ class Report:
                     f"it: [graphs, flow `{flow}`](docs/report/graphs.md#flow-{flow})."
                 ),
             ]
+        return lines
+
+    def probe_tables(self, lesson: Lesson) -> list[str]:
+        """The semantics probes that belong to this lesson: each engine's answer, one line per
+        question; the details (native states, hooks, times, documentation) on the probes page.
+        """
+        engines = [e for e in self.records.engines if any(k[0] == e for k in self.probes)]
+        lines = []
+        for probe in PROBES:
+            if probe.lesson != lesson.key or not any((e, probe.id) in self.probes for e in engines):
+                continue
+            threads = ", ".join(f"[{_thread(url)}]({url})" for url in probe.threads)
+            said = f" Argued about in {threads}." if threads else ""
+            lines += [
+                "",
+                *wrap(
+                    f"**Probe: {probe.title}** ({probe.setup}). Each engine's answer, read from "
+                    "its store; [details and documentation]"
+                    f"(docs/report/probes.md#probe-{probe.id}).{said}"
+                ),
+                "",
+                "| question | " + " | ".join(self.label(e) for e in engines) + " |",
+                "| --- |" + " --- |" * len(engines),
+            ]
+            for question in probe.questions:
+                cells = []
+                for key in engines:
+                    record = self.probes.get((key, probe.id))
+                    seen = record.answers.get(question.key) if record else None
+                    cells.append(seen.answer if seen else "not probed")
+                lines.append(f"| {question.asks} | " + " | ".join(cells) + " |")
         return lines
 
     def _settings(self) -> dict:
@@ -662,6 +696,8 @@ class Report:
             self.pages.update(pages.scenario_pages(self))
             self.pages[FIGURES / "graphs.md"] = pages.graphs_page(self)
             self.pages[FIGURES / "prefect-majors.md"] = pages.majors_page(self)
+            if self.probes:
+                self.pages[FIGURES / "probes.md"] = pages.probes_page(self)
             if bench.page:
                 self.pages[FIGURES / "bench.md"] = pages.bench_page(self, bench.page)
             lines = [
@@ -678,6 +714,12 @@ class Report:
             self.figures.update({image: future.result() for image, future in drawing.items()})
         files = {Path(p): (text.rstrip("\n") + "\n").encode() for p, text in self.pages.items()}
         return "\n".join(lines).rstrip("\n") + "\n", {**dict(self.figures), **files}
+
+
+def _thread(url: str) -> str:
+    """github.com/apache/airflow/issues/15468 -> airflow#15468."""
+    parts = url.rstrip("/").split("/")
+    return f"{parts[-3]}#{parts[-1]}" if len(parts) > 3 else url
 
 
 def _problems(records: Records) -> dict[tuple[str, str], list[str]]:
