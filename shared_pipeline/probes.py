@@ -112,10 +112,27 @@ PROBES: tuple[Probe, ...] = (
         id="two_hops_down",
         title="Failure and skip two hops down",
         lesson="downstream",
-        setup="`a` -> `b` -> `c` with the engine's default dependencies",
+        setup="`a` -> `b` -> `c` with the engine's default dependencies, unless a question says "
+        "otherwise",
         questions=(
             _q("after_failure", "`a` fails: what becomes of `c`", NOT_RUN, FAILED, NEVER),
             _q("after_skip", "`a` is skipped on purpose: what becomes of `c`", SKIPPED, RAN, NEVER),
+            _q(
+                "failed_argument",
+                "`b` is given the result of a failed `a` as its argument: what becomes of `b`",
+                NOT_RUN,
+                FAILED,
+                NEVER,
+            ),
+            _q(
+                "tolerant_grandchild",
+                "`a` fails so `b` does not run; `c`, declared to run whatever its upstream did "
+                "(all_done, all_finished, allow_failure), waits on `b`: does `c` run",
+                RAN,
+                NOT_RUN,
+                SKIPPED,
+                NEVER,
+            ),
         ),
         threads=(
             "https://github.com/PrefectHQ/prefect/issues/22918",
@@ -158,9 +175,21 @@ PROBES: tuple[Probe, ...] = (
         id="blocking_timeout",
         title="A task timeout against a blocking sleep",
         lesson="timeouts",
-        setup="a task with a 1 s timeout calls time.sleep(3)",
+        setup="a task with a 1 s timeout calls time.sleep(3) (an async one awaits asyncio.sleep)",
         questions=(
             _q("sleep_in_task", "Is the sleep interrupted at the timeout", "interrupted", "ran on"),
+            _q(
+                "sleep_submitted",
+                "The same task submitted to the task runner (run beside the flow, not in place)",
+                "interrupted",
+                "ran on",
+            ),
+            _q(
+                "sleep_async",
+                "An async task awaiting asyncio.sleep(3) under the same 1 s timeout",
+                "interrupted",
+                "ran on",
+            ),
         ),
     ),
     Probe(
@@ -204,8 +233,17 @@ PROBES: tuple[Probe, ...] = (
         id="rerun_completed",
         title="Resume: does re-running a failed run execute its completed tasks again",
         lesson="resume",
-        setup="`first` succeeds, `second` fails once; the run is then re-run the engine's way",
-        questions=(_q("first_again", "Does `first` run again", "runs again", "not again"),),
+        setup="`first` succeeds, `second` fails once, `third` follows `second`; the failed run "
+        "is then re-run the engine's way",
+        questions=(
+            _q("first_again", "Does `first` run again", "runs again", "not again"),
+            _q(
+                "after_the_fixed",
+                "`third`, after `second`, was not run in the failed run: does it run now",
+                "runs",
+                "stays not run",
+            ),
+        ),
         threads=(
             "https://github.com/PrefectHQ/prefect/issues/9814",
             "https://github.com/apache/airflow/issues/31510",
