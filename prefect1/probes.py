@@ -1,11 +1,17 @@
 """Prefect 1's answers to the semantics probes (shared_pipeline/probes.py): each probe a tiny
-flow of prefect1/probes_flows.py run with `flow.run()` (the local executor, main thread), each
-answer read back from the flow-run state it returns (`state.result[task]`, Prefect 1's only store
-for a local run) beside what the task bodies and hooks saw.
+flow of prefect1/probes_flows.py run with `flow.run()` (the local executor, main thread, unless
+a question asks for a task run beside the flow: the LocalDaskExecutor), each answer read back from
+the flow-run state it returns (`state.result[task]`, Prefect 1's only store for a local run)
+beside what the task bodies and hooks saw.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from importlib.metadata import version
@@ -46,6 +52,11 @@ DOCUMENTED: dict[str, dict[str, Documented]] = {
         "after_failure": Documented(NOT_RUN, f"{SOURCE}/triggers.py#L106-L109"),
         # skip_on_upstream_skip=True by default: a skip spreads down the chain.
         "after_skip": Documented(SKIPPED, f"{SOURCE}/core/task.py#L254-L260"),
+        # A data dependency is an edge like any other: the default trigger sees the failed
+        # upstream's state before any argument is passed.
+        "failed_argument": Documented(NOT_RUN, f"{SOURCE}/triggers.py#L106-L119"),
+        # all_finished runs on any finished upstream, and TriggerFailed is a Failed (finished).
+        "tolerant_grandchild": Documented(RAN, f"{SOURCE}/triggers.py#L75-L87"),
     },
     "retry_semantics": {
         # flow.run() sleeps until the earliest Retrying task's start time.
@@ -58,6 +69,11 @@ DOCUMENTED: dict[str, dict[str, Documented]] = {
     "blocking_timeout": {
         # On the main thread the timeout is a SIGALRM whose handler raises in the task body.
         "sleep_in_task": Documented("interrupted", f"{SOURCE}/utilities/executors.py#L244-L257"),
+        # Off the main thread (a LocalDaskExecutor thread) the body runs in a spawned process
+        # that is terminated at the timeout.
+        "sleep_submitted": Documented("interrupted", f"{SOURCE}/utilities/executors.py#L470-L501"),
+        # The task runner calls task.run() and keeps what it returns: nothing awaits a coroutine.
+        "sleep_async": Documented(NOT_EXPRESSIBLE, f"{SOURCE}/engine/task_runner.py#L879-L885"),
     },
     "run_timeout": {
         # Flow.run() and the FlowRunner take no timeout; only tasks have one.
@@ -74,6 +90,10 @@ DOCUMENTED: dict[str, dict[str, Documented]] = {
     "rerun_completed": {
         "first_again": Documented(
             "not again", f"{DOCS}/persistence.html#output-caching-based-on-a-file-target"
+        ),
+        # A TriggerFailed task wrote no target, so the re-run runs it once its upstream succeeds.
+        "after_the_fixed": Documented(
+            "runs", f"{DOCS}/persistence.html#output-caching-based-on-a-file-target"
         ),
     },
     "hooks_in_test_mode": {
@@ -152,28 +172,41 @@ def handled_failure(workdir: Path) -> dict[str, Observation]:
 
 
 def two_hops_down(workdir: Path) -> dict[str, Observation]:
-    def c_became(tasks: dict[str, Any]) -> str:
-        c = tasks.get("c")
-        if c is None:
+    def became(tasks: dict[str, Any], name: str) -> str:
+        task_state = tasks.get(name)
+        if task_state is None:
             return NEVER
-        if _f().SEEN.runs["c"]:
+        if _f().SEEN.runs[name]:
             return RAN
-        if c.is_skipped():
+        if task_state.is_skipped():
             return SKIPPED
-        return NOT_RUN if type(c).__name__ == "TriggerFailed" else FAILED
+        return NOT_RUN if type(task_state).__name__ == "TriggerFailed" else FAILED
 
     answers = {}
-    for key, outcome, how in (
-        ("after_failure", "fail", "`a` raises"),
-        ("after_skip", "skip", "`a` raises prefect.engine.signals.SKIP"),
+    for key, outcome, tolerant, how in (
+        ("after_failure", "fail", False, "`a` raises"),
+        ("after_skip", "skip", False, "`a` raises prefect.engine.signals.SKIP"),
+        ("tolerant_grandchild", "fail", True, "`a` raises; `c` has trigger=all_finished"),
     ):
-        flow_state, tasks, _ = _flow_run(_f().two_hops_flow(outcome))
+        flow_state, tasks, _ = _flow_run(_f().two_hops_flow(outcome, tolerant))
+        seen = _f().SEEN
+        native = _native(flow_state, tasks, "a", "b", "c")
+        attempts = {name: seen.runs[name] for name in "abc"}
         answers[key] = Observation(
-            answer=c_became(tasks),
-            native=_native(flow_state, tasks, "a", "b", "c"),
-            attempts={name: _f().SEEN.runs[name] for name in "abc"},
-            note=f"c(b(a())) with the default trigger (all_successful); {how}",
+            answer=became(tasks, "c"),
+            native=native,
+            attempts=attempts,
+            note=f"c(b(a())) with the default trigger (all_successful); {how}"
+            + (f"; c returned {tasks['c'].result!r}" if tolerant and seen.runs["c"] else ""),
         )
+        if key == "after_failure":
+            answers["failed_argument"] = Observation(
+                answer=became(tasks, "b"),
+                native=native,
+                attempts=attempts,
+                note="b(a()) with the default trigger: `a` raises and its result is b's only "
+                "argument; b's body never ran, so it was not handed the exception",
+            )
     return answers
 
 
@@ -223,9 +256,30 @@ def retry_semantics(workdir: Path) -> dict[str, Observation]:
     }
 
 
+def _marks(workdir: Path, name: str) -> Path:
+    marks = workdir / name
+    shutil.rmtree(marks, ignore_errors=True)
+    marks.mkdir(parents=True)
+    return marks
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def blocking_timeout(workdir: Path) -> dict[str, Observation]:
-    marks = workdir / "marks"
-    marks.mkdir(exist_ok=True)
+    answers = _sleep_in_task(workdir)
+    answers["sleep_submitted"] = _sleep_submitted(workdir)
+    answers["sleep_async"] = _sleep_async(workdir)
+    return answers
+
+
+def _sleep_in_task(workdir: Path) -> dict[str, Observation]:
+    marks = _marks(workdir, "marks")
     flow_state, tasks, took = _flow_run(_f().timeout_flow(marks))
     started = _f().SEEN.started["sleepy"][0]
     # The body writes `left` however it ends; if it has not, give it well past its 3 s.
@@ -246,6 +300,102 @@ def blocking_timeout(workdir: Path) -> dict[str, Observation]:
             "sleep and `left` in a finally; interrupted if it left without `slept`",
         ),
     }
+
+
+def _submitted(workdir: Path, timeout: int) -> dict[str, Any]:
+    """sleepy with this timeout on the LocalDaskExecutor: what its body did, from its marks."""
+    marks = _marks(workdir, f"marks-submitted-{timeout}s")
+    started = time.monotonic()
+    # Off the main thread Prefect 1 runs the body in a spawned process, which first re-imports
+    # the main module: shared_pipeline.probing takes ~5 s to import, longer than any timeout
+    # here. The flow runs in a `python -c` of its own, whose children import only Prefect.
+    code = (
+        "import json, sys; from prefect1.probes_flows import run_submitted; "
+        "print(json.dumps(run_submitted(sys.argv[1], int(sys.argv[2]))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(marks), str(timeout)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    ran = json.loads(done.stdout.strip().splitlines()[-1])
+    took, native = ran["took"], ran["states"]
+    began = (marks / "began").read_text().split() if (marks / "began").exists() else None
+    # The body runs in a process of its own: wait until its 3 s sleep would have ended (or
+    # `left` says it has), then look for the marker written after the sleep.
+    deadline = (float(began[1]) if began else started) + 3.5
+    while not (marks / "left").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    slept, left = (marks / "slept").exists(), (marks / "left").exists()
+    seconds = {"flow.run": round(took, 3)}
+    if began:  # from the start of the `python -c` process
+        seconds["body_began_at"] = round(float(began[1]) - started, 3)
+    if left:
+        seconds["body_left_at"] = float((marks / "left").read_text())
+    if not began:
+        how = "its body never began (the spawned process was terminated while it started up)"
+    elif slept:
+        how = "its body reached the end of the sleep"
+    elif left:
+        how = "an exception stopped its body (its finally wrote `left`)"
+    else:
+        gone = "gone" if not _alive(int(began[0])) else "still alive"
+        how = f"its process was terminated mid-sleep, no exception (no finally ran; {gone})"
+    return dict(
+        began=bool(began),
+        slept=slept,
+        native=native,
+        seconds=seconds,
+        how=f"timeout={timeout}: {native['sleepy']} after {took:.1f} s, {how}",
+    )
+
+
+def _sleep_submitted(workdir: Path) -> Observation:
+    # The spec's 1 s timeout, and a 2 s one beside it: the spawned process spends about a
+    # second importing Prefect before the body begins, so 1 s may stop it before the sleep.
+    # (The flow.run() states come back from the `python -c` process as JSON.)
+    runs = {timeout: _submitted(workdir, timeout) for timeout in (1, 2)}
+    decisive = next((run for run in runs.values() if run["began"]), runs[1])
+    native, seconds = {}, {}
+    for timeout, run in runs.items():
+        native |= {f"timeout={timeout} {k}": v for k, v in run["native"].items()}
+        seconds |= {f"timeout={timeout} {k}": v for k, v in run["seconds"].items()}
+    return Observation(
+        answer="ran on" if decisive["slept"] else "interrupted",
+        native=native,
+        attempts={f"sleepy timeout={t}": int(run["began"]) for t, run in runs.items()},
+        seconds=seconds,
+        note="the same @task time.sleep(3) under Flow(executor=LocalDaskExecutor("
+        'scheduler="threads")), the executor that runs tasks beside the flow in this process; '
+        "off the main thread Prefect 1 runs the body in a spawned process and terminates it at "
+        "the timeout (the body writes `began`, `slept` after the sleep, `left` in a finally). "
+        + "; ".join(run["how"] for run in runs.values()),
+    )
+
+
+def _sleep_async(workdir: Path) -> Observation:
+    marks = _marks(workdir, "marks-async")
+    flow_state, tasks, took = _flow_run(_f().async_timeout_flow(marks))
+    returned = tasks["sleepy_async"].result
+    unawaited = hasattr(returned, "close") and type(returned).__name__ == "coroutine"
+    if unawaited:
+        returned.close()  # never awaited: close it (else Python warns when it is collected)
+    began = (marks / "began").exists()
+    return Observation(
+        answer=NOT_EXPRESSIBLE,
+        native=_native(flow_state, tasks),
+        attempts={"sleepy_async": _f().SEEN.runs["sleepy_async"]},
+        seconds={"flow.run": round(took, 3)},
+        note="Prefect 1 has no async tasks: the task runner calls task.run() and keeps what it "
+        "returns, so @task(timeout=1) on an `async def` ends "
+        f"{type(tasks['sleepy_async']).__name__} in {took:.2f} s with "
+        f"{'an unawaited coroutine' if unawaited else repr(returned)} as its result, the body "
+        f"{'having begun' if began else 'never begun'} (asyncio.sleep never awaited). "
+        "Workaround: a sync task that calls asyncio.run(...) on the coroutine; the timeout "
+        "then applies as to any blocking body",
+    )
 
 
 def run_timeout(workdir: Path) -> dict[str, Observation]:
@@ -284,7 +434,9 @@ def map_then_reduce(workdir: Path) -> dict[str, Observation]:
 
 
 def rerun_completed(workdir: Path) -> dict[str, Observation]:
-    flow = _f().rerun_flow(workdir / "results")
+    results = workdir / "results"
+    shutil.rmtree(results, ignore_errors=True)  # no target left from an earlier probe run
+    flow = _f().rerun_flow(results)
     first_state, first_tasks, _ = _flow_run(flow)
     seen = _f().SEEN
     runs_before = dict(seen.runs)
@@ -295,6 +447,10 @@ def rerun_completed(workdir: Path) -> dict[str, Observation]:
     native = {f"run1 {k}": v for k, v in _native(first_state, first_tasks).items()}
     native |= {f"run2 {k}": v for k, v in _native(second_state, second_tasks).items()}
     again = seen.runs["first"] > runs_before.get("first", 0)
+    third_now = seen.runs["third"] > runs_before.get("third", 0)
+    third_was_not_run = (
+        runs_before.get("third", 0) == 0 and not first_tasks["third"].is_successful()
+    )
     return {
         "first_again": Observation(
             answer="runs again" if again else "not again",
@@ -303,6 +459,19 @@ def rerun_completed(workdir: Path) -> dict[str, Observation]:
             note="first -> second, both checkpoint=True with LocalResult(dir=...) and "
             "target='{task_name}.pkl' (PREFECT__FLOWS__CHECKPOINTING=true); second fails the "
             "first run; then flow.run() again",
+        ),
+        "after_the_fixed": Observation(
+            answer="runs"
+            if third_now and second_tasks["third"].is_successful()
+            else "stays not run",
+            native=native,
+            attempts=dict(seen.runs),
+            note="third(second(first())), the same targets; in the first run third ended "
+            f"{type(first_tasks['third']).__name__}"
+            f"{'' if third_was_not_run else ' (it had run!)'} and wrote no target; in the "
+            f"second flow.run() second ended {type(second_tasks['second']).__name__} and third "
+            f"{type(second_tasks['third']).__name__}, its body "
+            f"{'run' if third_now else 'not run'}",
         ),
     }
 

@@ -3,11 +3,14 @@ Prefect 1's own docs write them: `with Flow(...)`, `@task`, triggers, `.map`, si
 
 Imported by `prefect1.probes.start()` once Prefect 1's settings are in the environment (Prefect 1
 reads them at `import prefect`). The task bodies run in this process (LocalExecutor, main thread),
-so they report to the in-memory `SEEN` book the probe reads beside the flow-run state.
+so they report to the in-memory `SEEN` book the probe reads beside the flow-run state; the one
+body that runs in a process of its own (a timeout off the main thread) reports in files.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
 from collections import Counter, defaultdict
 from datetime import timedelta
@@ -17,6 +20,7 @@ from typing import Any
 from prefect import Flow, task
 from prefect.engine.results import LocalResult
 from prefect.engine.signals import SKIP
+from prefect.executors import LocalDaskExecutor
 from prefect.triggers import all_finished
 
 
@@ -115,9 +119,17 @@ def c(x: int) -> int:
     return x + 1
 
 
-def two_hops_flow(outcome: str) -> Flow:
-    with Flow(f"two-hops-{outcome}") as flow:
-        c(b(a(outcome)))  # the default trigger (all_successful) everywhere
+# Runs whatever its upstream did, as long as it finished: a TriggerFailed `b` is finished.
+@task(name="c", trigger=all_finished)
+def tolerant_c(x: Any) -> str:
+    SEEN.ran("c")
+    return f"got {type(x).__name__}"
+
+
+def two_hops_flow(outcome: str, tolerant: bool = False) -> Flow:
+    with Flow(f"two-hops-{outcome}{'-tolerant' if tolerant else ''}") as flow:
+        # The default trigger (all_successful) everywhere, unless `c` is the tolerant one.
+        (tolerant_c if tolerant else c)(b(a(outcome)))
     return flow
 
 
@@ -164,8 +176,9 @@ def retry_flow() -> Flow:
 
 @task(timeout=1)  # whole seconds only
 def sleepy(marks: str) -> None:
-    SEEN.ran("sleepy")
-    started = time.monotonic()
+    SEEN.ran("sleepy")  # lost if the body runs in a process of its own: `began` tells then
+    started = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process of the machine
+    Path(marks, "began").write_text(f"{os.getpid()} {started:.3f}")
     try:
         time.sleep(3)
         Path(marks, "slept").write_text(f"{time.monotonic() - started:.3f}")
@@ -174,9 +187,41 @@ def sleepy(marks: str) -> None:
         Path(marks, "left").write_text(f"{time.monotonic() - started:.3f}")
 
 
-def timeout_flow(marks: Path) -> Flow:
-    with Flow("blocking-timeout") as flow:
-        sleepy(str(marks))
+def timeout_flow(marks: Path, submitted: bool = False, timeout: int = 1) -> Flow:
+    # Prefect 1 runs tasks beside the flow only on a Dask executor: the LocalDaskExecutor's
+    # threads are the in-process one (the LocalExecutor runs each task in place).
+    executor = LocalDaskExecutor(scheduler="threads") if submitted else None
+    name = f"blocking-timeout{'-submitted' if submitted else ''}-{timeout}s"
+    with Flow(name, executor=executor) as flow:
+        sleepy(str(marks), task_args=dict(timeout=timeout) if timeout != 1 else {})
+    return flow
+
+
+def run_submitted(marks: str, timeout: int) -> dict[str, Any]:
+    """timeout_flow(submitted=True).run() in a light `python -c` process of its own (see
+    prefect1/probes.py): each state's class by task name, and the seconds flow.run() took.
+    """
+    started = time.monotonic()
+    state = timeout_flow(Path(marks), submitted=True, timeout=timeout).run()
+    took = time.monotonic() - started
+    states = {"flow": type(state).__name__}
+    states |= {task.name: type(task_state).__name__ for task, task_state in state.result.items()}
+    return dict(states=states, took=took)
+
+
+# Prefect 1 has no async tasks: an `async def` body becomes a task like any other, whose run
+# returns the coroutine unawaited.
+@task(timeout=1)
+async def sleepy_async(marks: str) -> None:
+    SEEN.ran("sleepy_async")
+    Path(marks, "began").write_text(f"{os.getpid()} {time.monotonic():.3f}")
+    await asyncio.sleep(3)
+    Path(marks, "slept").write_text("3")
+
+
+def async_timeout_flow(marks: Path) -> Flow:
+    with Flow("blocking-timeout-async") as flow:
+        sleepy_async(str(marks))
     return flow
 
 
@@ -234,8 +279,13 @@ def rerun_flow(results: Path) -> Flow:
             raise RuntimeError("fails once")
         return x + 1
 
+    @task(**resumable(results))
+    def third(x: int) -> int:
+        SEEN.ran("third")
+        return x + 1
+
     with Flow("rerun-completed") as flow:
-        second(first())
+        third(second(first()))
     return flow
 
 
