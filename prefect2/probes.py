@@ -6,6 +6,8 @@ from Prefect's API; timings and hook counts come from the task bodies and hooks 
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import re
 import time
@@ -59,7 +61,10 @@ def _run(flow: Any, *args: Any, tasks: int) -> tuple[Any, dict[str, Any]]:
     from prefect import get_client
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
 
-    flow_run_id = flow(*args, return_state=True).state_details.flow_run_id
+    state = flow(*args, return_state=True)
+    if inspect.isawaitable(state):  # an async flow, called from here as a script would
+        state = asyncio.run(state)
+    flow_run_id = state.state_details.flow_run_id
     drain_events()
     task_filter = TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run_id]))
     # 2.x writes every state before the flow returns; 3.x records task runs from events later,
@@ -116,20 +121,29 @@ def _handled_failure() -> dict[str, Observation]:
     return answers
 
 
+def _fate(run: Any, bodies: int | None = None) -> str:
+    """What became of a task run: ran, not run (Pending/NotReady, no try), failed, never created.
+
+    `bodies` (times its body noted itself) stands beside run_count where the body is counted.
+    """
+    if run is None:
+        return "never created"
+    ran = run.run_count > 0 or bool(bodies)
+    if run.state_type.value == "COMPLETED" and ran:
+        return "ran"
+    if run.state_name in ("NotReady", "Pending") and not ran:
+        return "not run (upstream failed)"
+    return "failed"
+
+
 def _two_hops_down() -> dict[str, Observation]:
     answers = {}
     for key, how in (("after_failure", "fail"), ("after_skip", "skip")):
         # b and c get task runs (NotReady) after a failure too.
         flow_run, task_runs = _run(_flows.two_hops, how, tasks=3)
-        c = task_runs.get("hop_c")
-        if c is None:
-            answer = "never created"
-        elif c.state_type.value == "COMPLETED" and c.run_count:
-            answer = "ran"
-        elif c.state_name in ("NotReady", "Pending") and not c.run_count:
-            answer = "not run (upstream failed)" if how == "fail" else "skipped"
-        else:
-            answer = "failed"
+        answer = _fate(task_runs.get("hop_c"), len(_flows.EVENTS["hop_c"]))
+        if how == "skip" and answer == "not run (upstream failed)":
+            answer = "skipped"
         answers[key] = Observation(
             answer=answer,
             native=_native(flow_run, task_runs),
@@ -141,6 +155,33 @@ def _two_hops_down() -> dict[str, Observation]:
                 else "a returns Completed(name='Skipped'): Prefect 2/3 have no Skipped state"
             ),
         )
+    _flows.reset()
+    flow_run, task_runs = _run(_flows.failed_argument, tasks=2)
+    b_bodies = len(_flows.EVENTS["hop_b"])
+    answers["failed_argument"] = Observation(
+        answer=_fate(task_runs.get("hop_b_noted"), b_bodies),
+        native=_native(flow_run, task_runs),
+        attempts={**{n: r.run_count for n, r in task_runs.items()}, "hop_b bodies": b_bodies},
+        note="b.submit(a.submit()) with a raising: b's task run and state from the API, its body "
+        f"ran {b_bodies} time(s)",
+    )
+    _flows.reset()
+    flow_run, task_runs = _run(_flows.tolerant_grandchild, tasks=3)
+    b_bodies, c_bodies = len(_flows.EVENTS["hop_b"]), len(_flows.EVENTS["tolerant_c"])
+    b = task_runs.get("hop_b_noted")
+    answers["tolerant_grandchild"] = Observation(
+        answer=_fate(task_runs.get("tolerant_c"), c_bodies),
+        native=_native(flow_run, task_runs),
+        attempts={
+            **{n: r.run_count for n, r in task_runs.items()},
+            "hop_b bodies": b_bodies,
+            "tolerant_c bodies": c_bodies,
+        },
+        note="b = b.submit(a.submit()) with a raising; "
+        "c.submit(wait_for=[allow_failure(b)]): b ended "
+        f"{b.state_type.value + '/' + b.state_name if b else 'uncreated'} without running, c's "
+        f"body ran {c_bodies} time(s)",
+    )
     return answers
 
 
@@ -177,8 +218,11 @@ def _retry_semantics() -> dict[str, Observation]:
     }
 
 
-def _sleep_observation(flow: Any, task: str, how: str) -> Observation:
+def _sleep_observation(
+    flow: Any, task: str, how: str, cut_word: str = "interrupted"
+) -> Observation:
     """Was the 3 s sleep in `task` cut short? Decided after it would have ended anyway."""
+    _flows.reset()
     flow_run, task_runs = _run(flow, tasks=1)
     events = _flows.EVENTS
     started = events[f"{task}:start"][0]
@@ -190,23 +234,40 @@ def _sleep_observation(flow: Any, task: str, how: str) -> Observation:
     # 1 s against 3 s: a stop before 2 s is the timeout's; one at ~3 s came after the sleep.
     cut = not ended and stopped is not None and body < 2.0
     return Observation(
-        answer=("interrupted" if task == "sleeper" else "stopped") if cut else "ran on",
+        answer=cut_word if cut else "ran on",
         native=_native(flow_run, task_runs),
         seconds={"body": round(body, 3), "task run": round(took, 3)},
-        note=f"{how}; time.sleep(3) noting its end, or when an exception stopped it, checked "
+        note=f"{how}; the sleep(3) noting its end, or when an exception stopped it, checked "
         f"3.5 s after it began: {'ended' if ended else 'stopped' if stopped else 'neither'} "
         f"after {body:.1f} s",
     )
 
 
 def _blocking_timeout() -> dict[str, Observation]:
-    how = "@task(timeout_seconds=1) called in the flow"
-    return {"sleep_in_task": _sleep_observation(_flows.task_timeout, "sleeper", how)}
+    timed = "@task(timeout_seconds=1), time.sleep(3)"
+    return {
+        "sleep_in_task": _sleep_observation(
+            _flows.task_timeout, "sleeper", f"{timed} called in the flow"
+        ),
+        "sleep_submitted": _sleep_observation(
+            _flows.submitted_timeout,
+            "sleeper",
+            f"{timed} submitted to the default task runner "
+            f"({'ConcurrentTaskRunner' if MAJOR == 2 else 'ThreadPoolTaskRunner'}), "
+            "the future waited for",
+        ),
+        "sleep_async": _sleep_observation(
+            _flows.async_timeout,
+            "async_sleeper",
+            "async @task(timeout_seconds=1) awaiting asyncio.sleep(3), awaited in an async "
+            "flow run with asyncio.run",
+        ),
+    }
 
 
 def _run_timeout() -> dict[str, Observation]:
     how = "@flow(timeout_seconds=1) calling a task without a timeout"
-    return {"task_stopped": _sleep_observation(_flows.flow_timeout, "napper", how)}
+    return {"task_stopped": _sleep_observation(_flows.flow_timeout, "napper", how, "stopped")}
 
 
 def _map_then_reduce() -> dict[str, Observation]:
@@ -230,30 +291,54 @@ def _map_then_reduce() -> dict[str, Observation]:
 
 def _rerun_completed() -> dict[str, Observation]:
     # 2.x goes on with the same task runs; 3.x makes new ones for the retry.
-    flow_run, task_runs = _run(_flows.retried_run, tasks=2 if MAJOR == 2 else 4)
-    bodies = len(_flows.EVENTS["first"])
+    flow_run, task_runs = _run(_flows.retried_run, tasks=3 if MAJOR == 2 else 5)
+    bodies, third_bodies = len(_flows.EVENTS["first"]), len(_flows.EVENTS["third"])
     # Beside it, the other way back: a new flow run, its tasks keyed by input and persisted.
-    _run(_flows.cached_run, tasks=2)
-    again, again_tasks = _run(_flows.cached_run, tasks=2)
+    failed, failed_tasks = _run(_flows.cached_run, tasks=2)
+    again, again_tasks = _run(_flows.cached_run, tasks=3)
     cached_bodies = len(_flows.EVENTS["first_cached"])
+    third_cached_bodies = len(_flows.EVENTS["third_cached"])
+    native = {
+        **_native(flow_run, task_runs),
+        **{f"new run 1: {n}": s for n, s in _native(failed, failed_tasks).items()},
+        **{f"new run 2: {n}": s for n, s in _native(again, again_tasks).items()},
+    }
+    attempts = {
+        "flow run": flow_run.run_count,
+        **{n: r.run_count for n, r in task_runs.items()},
+    }
+    third = task_runs.get("third")
+    third_ran = third_bodies > 0 and third is not None and third.state_type.value == "COMPLETED"
+    third_again = again_tasks.get("third_cached")
+    cached_ran = third_cached_bodies > 0 and third_again is not None
     return {
         "first_again": Observation(
             answer="runs again" if bodies > 1 else "not again",
-            native={
-                **_native(flow_run, task_runs),
-                **{f"new run: {n}": s for n, s in _native(again, again_tasks).items()},
-            },
+            native=native,
             attempts={
-                "flow run": flow_run.run_count,
+                **attempts,
                 "first bodies": bodies,
-                **{n: r.run_count for n, r in task_runs.items()},
                 "first_cached bodies in two new runs": cached_bodies,
             },
             note="@flow(retries=1): the same flow run retried in process, results not persisted "
             f"(the defaults); `first` ran {bodies} time(s). A new flow run with "
             "cache_key_fn=task_input_hash, persist_result=True instead: `first_cached` ran "
             f"{cached_bodies} time(s) in two runs",
-        )
+        ),
+        "after_the_fixed": Observation(
+            answer="runs" if third_ran else "stays not run",
+            native=native,
+            attempts={
+                **attempts,
+                "third bodies": third_bodies,
+                "third_cached bodies in two new runs": third_cached_bodies,
+            },
+            note="third(second()) after first(), second raising on its first try: "
+            f"@flow(retries=1) retried the run and `third` ran {third_bodies} time(s) "
+            f"({third.state_name if third else 'no task run'}); the cached new flow run "
+            f"{'ran' if cached_ran else 'did not run'} `third_cached` "
+            f"({third_cached_bodies} time(s))",
+        ),
     }
 
 

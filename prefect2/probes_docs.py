@@ -42,6 +42,23 @@ def documented(major: int, version: str) -> dict[str, dict[str, Documented]]:
                 "ran",
                 f"{DOCS3}/concepts/states#state-types",
             ),
+            # resolve_inputs: "Do not allow uncompleted upstreams" -> UpstreamTaskError, which
+            # the engine turns into Pending "NotReady" before the body is called.
+            "failed_argument": d(
+                "not run (upstream failed)",
+                f"{src}/utilities/engine.py",
+                "not run (upstream failed)",
+                f"{src}/utilities/engine/__init__.py",
+            ),
+            # allow_failure lets through what is_failed(); 2.x stops there, so a NotReady (a
+            # PENDING type) upstream still blocks c. 3.x also lets through "failure-derived
+            # (PENDING/NotReady) states" (#21305, questioned in #22918).
+            "tolerant_grandchild": d(
+                "not run (upstream failed)",
+                f"{src}/utilities/engine.py",
+                "ran",
+                f"{src}/utilities/engine/__init__.py",
+            ),
         },
         "retry_semantics": {
             "delay_waited": d(
@@ -76,6 +93,21 @@ def documented(major: int, version: str) -> dict[str, dict[str, Documented]]:
                 "interrupted",
                 f"{src}/_internal/concurrency/cancellation.py",
             ),
+            # Submitted, the task runs in a pool thread in both: the alarm cannot reach it.
+            "sleep_submitted": d(
+                "ran on",
+                f"{src}/_internal/concurrency/cancellation.py",
+                "ran on",
+                f"{src}/_internal/concurrency/cancellation.py",
+            ),
+            # An async task's timeout is a cancel scope around the awaited call: cancelled at
+            # the await, in any thread.
+            "sleep_async": d(
+                "interrupted",
+                f"{src}/_internal/concurrency/cancellation.py",
+                "interrupted",
+                f"{src}/_internal/concurrency/cancellation.py",
+            ),
         },
         "run_timeout": {
             "task_stopped": d(
@@ -103,6 +135,13 @@ def documented(major: int, version: str) -> dict[str, dict[str, Documented]]:
                 f"{src}/engine.py",
                 "runs again",
                 f"{DOCS3}/concepts/caching",
+            ),
+            # A flow retry calls the flow function again: what failed and what never ran run now.
+            "after_the_fixed": d(
+                "runs",
+                f"{src}/engine.py",
+                "runs",
+                f"{DOCS3}/how-to-guides/workflows/retries",
             ),
         },
         "hooks_in_test_mode": {

@@ -6,6 +6,7 @@ in HOOKS: the probes read both beside the states Prefect's API recorded.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter, defaultdict
 from typing import Any
@@ -93,6 +94,29 @@ def two_hops(how: str) -> None:
     hop_c.submit(hop_b.submit(hop_a.submit(how))).wait()
 
 
+@task
+def hop_b_noted(x: int | None) -> int | None:
+    mark("hop_b")
+    return x
+
+
+@flow
+def failed_argument() -> None:
+    hop_b_noted.submit(hop_a.submit("fail")).wait()
+
+
+@task
+def tolerant_c() -> str:
+    mark("tolerant_c")
+    return "ran"
+
+
+@flow
+def tolerant_grandchild() -> None:
+    b = hop_b_noted.submit(hop_a.submit("fail"))
+    tolerant_c.submit(wait_for=[allow_failure(b)]).wait()
+
+
 # retry_semantics
 @task(retries=2, retry_delay_seconds=1)
 def flaky() -> int:
@@ -153,6 +177,18 @@ def sleeper(seconds: float) -> None:
     sleep_noted("sleeper", seconds)
 
 
+@task(timeout_seconds=1)
+async def async_sleeper(seconds: float) -> None:
+    """sleeper's async twin: awaits asyncio.sleep, noting the same events."""
+    mark("async_sleeper:start")
+    try:
+        await asyncio.sleep(seconds)
+    except BaseException:
+        mark("async_sleeper:stopped")
+        raise
+    mark("async_sleeper:end")
+
+
 @task
 def napper(seconds: float) -> None:
     sleep_noted("napper", seconds)
@@ -161,6 +197,16 @@ def napper(seconds: float) -> None:
 @flow
 def task_timeout() -> None:
     sleeper(3, return_state=True)
+
+
+@flow
+def submitted_timeout() -> None:
+    sleeper.submit(3).wait()
+
+
+@flow
+async def async_timeout() -> None:
+    await async_sleeper(3, return_state=True)
 
 
 @flow(timeout_seconds=1)
@@ -202,10 +248,16 @@ def second() -> str:
     return "second"
 
 
+@task
+def third(after: str) -> str:
+    mark("third")
+    return "third"
+
+
 @flow(retries=1)
 def retried_run() -> None:
     first()
-    second()
+    third(second())
 
 
 # A new run finds the last one's results by the inputs' hash (stored under PREFECT_HOME).
@@ -223,9 +275,15 @@ def second_cached(run: str) -> str:
     return run
 
 
+@task(cache_key_fn=task_input_hash, persist_result=True)
+def third_cached(run: str) -> str:
+    mark("third_cached")
+    return run
+
+
 @flow
 def cached_run(run: str = "resume") -> None:
-    second_cached(first_cached(run), return_state=True)
+    third_cached(second_cached(first_cached(run)))
 
 
 # hooks_in_test_mode
