@@ -34,6 +34,8 @@ SRC = "https://github.com/apache/airflow/blob/3.3.2"
 TEST_LOOP = f"{SRC}/task-sdk/src/airflow/sdk/definitions/dag.py#L1395-L1425"
 # The only dagrun_timeout check: the scheduler's, when it examines a running DAG run.
 SCHEDULER_TIMEOUT = f"{SRC}/airflow-core/src/airflow/jobs/scheduler_job_runner.py#L2853-L2871"
+# Where execution_timeout is applied to every task's execute (SIGALRM on the main thread).
+RUN_EXECUTE = f"{SRC}/task-sdk/src/airflow/sdk/execution_time/task_runner.py#L2160-L2192"
 
 DOCUMENTED: dict[str, dict[str, Documented]] = {
     "handled_failure": {
@@ -48,6 +50,13 @@ DOCUMENTED: dict[str, dict[str, Documented]] = {
         ),
         # "skipped tasks will cascade through trigger rules all_success and all_failed"
         "after_skip": Documented("skipped", f"{DOCS}/core-concepts/dags.html#trigger-rules"),
+        # A TaskFlow argument that is another task's XComArg also sets the dependency, under the
+        # default all_success: a failed `a` makes `b` upstream_failed before it is given a value.
+        "failed_argument": Documented(
+            "not run (upstream failed)", f"{DOCS}/core-concepts/taskflow.html#passing-data"
+        ),
+        # all_done: "all upstream tasks are done with their execution"; upstream_failed is done.
+        "tolerant_grandchild": Documented("ran", f"{DOCS}/core-concepts/dags.html#trigger-rules"),
     },
     "retry_semantics": {
         # A try is not ready again until retry_delay has passed (NotInRetryPeriodDep).
@@ -67,6 +76,14 @@ DOCUMENTED: dict[str, dict[str, Documented]] = {
     "blocking_timeout": {
         # "If execution_timeout is breached, the task times out and AirflowTaskTimeout is raised"
         "sleep_in_task": Documented("interrupted", f"{DOCS}/core-concepts/tasks.html#timeouts"),
+        # No "submit" in Airflow: every task instance's execute runs under the same SIGALRM
+        # timeout on its process's main thread, whoever runs it (dag.test() or a worker).
+        "sleep_submitted": Documented("interrupted", RUN_EXECUTE),
+        # An async TaskFlow task is a BaseAsyncOperator: execute() runs aexecute() in an event
+        # loop under asyncio.wait_for(execution_timeout), inside that SIGALRM timeout.
+        "sleep_async": Documented(
+            "interrupted", f"{SRC}/task-sdk/src/airflow/sdk/bases/operator.py#L1764-L1790"
+        ),
     },
     "run_timeout": {
         # Under a scheduler running tasks are marked skipped at the timeout (SCHEDULER_TIMEOUT);
@@ -83,6 +100,10 @@ DOCUMENTED: dict[str, dict[str, Documented]] = {
     "rerun_completed": {
         # Clearing the failed tasks re-runs them; the succeeded ones keep their state.
         "first_again": Documented("not again", f"{DOCS}/core-concepts/dag-run.html#re-run-tasks"),
+        # Clearing only failed clears FAILED and UPSTREAM_FAILED instances: `third` runs.
+        "after_the_fixed": Documented(
+            "runs", f"{SRC}/airflow-core/src/airflow/serialization/definitions/dag.py#L1296-L1298"
+        ),
     },
     "hooks_in_test_mode": {
         key: Documented("fires", f"{DOCS}/core-concepts/debug.html")
@@ -292,24 +313,53 @@ def _handled_failure(workdir: Path) -> dict[str, Observation]:
 
 
 def _two_hops_down(workdir: Path) -> dict[str, Observation]:
-    meaning = {"upstream_failed": "not run (upstream failed)", "failed": "failed"}
+    meaning = {
+        "upstream_failed": "not run (upstream failed)",
+        "failed": "failed",
+        "skipped": "skipped",
+        "success": "ran",
+    }
+    how = {
+        "after_failure": "`a` raises ValueError; b and c keep the default trigger rule all_success",
+        "after_skip": "`a` raises AirflowSkipException; b and c keep the default trigger rule "
+        "all_success",
+        "failed_argument": "`a` raises ValueError; `b(out, a(out))` takes a's XComArg as its "
+        "argument (default all_success), c follows b",
+        "tolerant_grandchild": "`a` raises ValueError; b has the default all_success, "
+        "c trigger_rule=all_done",
+    }
+    subject = {"failed_argument": "b"}  # the task each question asks about; else `c`
     answers = {}
-    for key in ("after_failure", "after_skip"):
+    for key in how:
         out = workdir / key
         dag_id = f"probe_two_hops_{key}"
         _, run_id = _test(dag_id, out)
         native, tries = _read(dag_id, run_id)
-        c = native["c"]
-        answer = {**meaning, "skipped": "skipped", "success": "ran"}.get(c, "?")
-        if c in ("skipped", "upstream_failed") and _runs(out, "c"):
+        task_id = subject.get(key, "c")
+        state = native.get(task_id)
+        answer = "never created" if state is None else meaning.get(state, "?")
+        if state in ("skipped", "upstream_failed") and _runs(out, task_id):
             answer = "ran"
-        how = "raises AirflowSkipException" if key == "after_skip" else "raises ValueError"
+        b_values = [e.get("value") for e in _events(out) if e.get("task") == "b"]
         answers[key] = Observation(
             answer=answer,
             native=native,
             attempts=tries,
-            note=f"`a` {how}; b and c keep the default trigger rule all_success: b {native['b']}, "
-            f"c {c}, their bodies ran {_runs(out, 'b') + _runs(out, 'c')}x",
+            note=f"{how[key]}: a {native['a']}, b {native['b']}, c {native['c']}; bodies ran: "
+            f"b {_runs(out, 'b')}x, c {_runs(out, 'c')}x"
+            + (f" (b was given {b_values})" if b_values and key == "failed_argument" else "")
+            + (
+                ". The argument is the dependency: b never runs, so it never sees a value "
+                "(no Prefect-style allow_failure; a trigger_rule=all_done b would get None, "
+                "as the failed a pushed no XCom)"
+                if key == "failed_argument"
+                else ""
+            )
+            + (
+                ". upstream_failed counts as done for all_done, so c runs"
+                if key == "tolerant_grandchild" and answer == "ran"
+                else ""
+            ),
         )
     return answers
 
@@ -373,21 +423,67 @@ def _blocking_timeout(workdir: Path) -> dict[str, Observation]:
     out = workdir / "sleep"
     _, run_id = _test("probe_blocking_timeout", out)
     native, tries = _read("probe_blocking_timeout", run_id)
-    start = _events(out, "start")[0]["t"]
-    ends = _events(out, "end")
-    # Stopped if the body never reached the line after its 3 s sleep.
-    answer = "ran on" if ends else "interrupted"
+    seen: dict[str, tuple[str, dict[str, float], str]] = {}
+    for task_id in ("sleepy", "sleepy_async"):
+        events = [e for e in _events(out) if e.get("task") == task_id]
+        start = next((e["t"] for e in events if e["event"] == "start"), None)
+        ends = [e["t"] for e in events if e["event"] == "end"]
+        failed = [e for e in events if e["event"] == "callback"]
+        seconds = {}
+        if start is not None and ends:
+            seconds["body_to_end"] = round(ends[0] - start, 2)
+        if start is not None and failed:
+            seconds["start_to_failure_callback"] = round(failed[0]["t"] - start, 2)
+        exception = failed[0]["exception"] if failed else "none"
+        # Stopped if the body never reached the line after its 3 s sleep.
+        answer = "ran on" if ends else "interrupted"
+        if start is None:
+            answer = NOT_EXPRESSIBLE  # the body never started: the task cannot be asked
+        seen[task_id] = (answer, seconds, exception)
+    answer, seconds, exception = seen["sleepy"]
+    native_sync = {k: v for k, v in native.items() if k != "sleepy_async"}
+    async_answer, async_seconds, async_exception = seen["sleepy_async"]
+    in_task = (
+        f"`sleepy` (execution_timeout=1 s) calls time.sleep(3): it ended {native['sleepy']}, "
+        f"the line after the sleep {'ran' if answer == 'ran on' else 'never ran'}, its "
+        f"on_failure_callback saw {exception} (a SIGALRM in the task's process; dag.test() "
+        "runs it on the main thread)"
+    )
     return {
         "sleep_in_task": Observation(
             answer=answer,
-            native=native,
-            attempts=tries,
-            seconds={"body_to_end": round(ends[0]["t"] - start, 2)} if ends else {},
-            note=f"`sleepy` (execution_timeout=1 s) calls time.sleep(3): it ended "
-            f"{native['sleepy']}, the line after the sleep {'ran' if ends else 'never ran'} "
-            "(AirflowTaskTimeout from a SIGALRM in the task's process; dag.test() runs it on "
-            "the main thread)",
-        )
+            native=native_sync,
+            attempts={"sleepy": tries["sleepy"]},
+            seconds=seconds,
+            note=in_task,
+        ),
+        "sleep_submitted": Observation(
+            answer=answer,
+            native=native_sync,
+            attempts={"sleepy": tries["sleepy"]},
+            seconds=seconds,
+            note="The question collapses in Airflow: a DAG function only declares tasks and "
+            "never calls one in place, so there is nothing to submit beside it; every task is "
+            "a task instance the runner executes, and task_runner's _run_execute_callable "
+            f"wraps every execute in the same SIGALRM timeout ({RUN_EXECUTE}). Under dag.test() "
+            "that is run_task_in_process on the calling main thread; under an executor (or "
+            "dag.test(use_executor=True), which needs a running API server, not tried here) a "
+            "separate task process whose main thread runs the body the same way. So this is "
+            f"the same `sleepy` run as sleep_in_task: {in_task}",
+        ),
+        "sleep_async": Observation(
+            answer=async_answer,
+            native={"dag_run": native["dag_run"], "sleepy_async": native["sleepy_async"]},
+            attempts={"sleepy_async": tries["sleepy_async"]},
+            seconds=async_seconds,
+            note="`sleepy_async` is an `async def` TaskFlow task (supported since Airflow 3.2: "
+            "PythonOperator is a BaseAsyncOperator and runs the coroutine in an event loop on "
+            "the worker, under asyncio.wait_for(execution_timeout) inside the SIGALRM timeout), "
+            f"execution_timeout=1 s, awaits asyncio.sleep(3): it ended {native['sleepy_async']}, "
+            f"the line after the await "
+            f"{'ran' if async_answer == 'ran on' else 'never ran'}, its on_failure_callback saw "
+            f"{async_exception}",
+        ),
     }
 
 
@@ -443,7 +539,7 @@ def _rerun_completed(workdir: Path) -> dict[str, Observation]:
         "second_alone": (["second"], False, "cleared `second` without downstream"),
         "second_down": (["second"], True, "cleared `second` with downstream"),
     }
-    seen: dict[str, tuple[dict[str, str], dict[str, int], int]] = {}
+    seen: dict[str, tuple[dict[str, str], dict[str, int], int, int]] = {}
     for way, (task_ids, downstream, _) in ways.items():
         out = workdir / way
         dag, run_id = _test("probe_rerun", out)
@@ -452,11 +548,12 @@ def _rerun_completed(workdir: Path) -> dict[str, Observation]:
             raise RuntimeError(f"probe_rerun should fail at `second` first: {before}")
         _resume(dag, run_id, task_ids, downstream)
         native, tries = _read("probe_rerun", run_id)
-        seen[way] = (native, tries, _runs(out, "first"))
-    native, tries, first_runs = seen["only_failed"]
+        seen[way] = (native, tries, _runs(out, "first"), _runs(out, "third"))
+    native, tries, first_runs, third_runs = seen["only_failed"]
     others = "; ".join(
         f"{ways[w][2]}: first ran {seen[w][2]}x, second {seen[w][0]['second']}, "
-        f"third {seen[w][0]['third']} (try {seen[w][1]['third']}), run {seen[w][0]['dag_run']}"
+        f"third {seen[w][0]['third']} (try {seen[w][1]['third']}, body ran {seen[w][3]}x), "
+        f"run {seen[w][0]['dag_run']}"
         for w in ("second_alone", "second_down")
     )
     return {
@@ -470,7 +567,18 @@ def _rerun_completed(workdir: Path) -> dict[str, Observation]:
             f"{ways['only_failed'][2]}: first's body ran {first_runs}x (try {tries['first']}), "
             f"second try {tries['second']}, third {native['third']}, run {native['dag_run']}. "
             f"Also {others}",
-        )
+        ),
+        "after_the_fixed": Observation(
+            answer="runs" if native["third"] == "success" and third_runs else "stays not run",
+            native=native,
+            attempts=tries,
+            note="`third` was upstream_failed in the failed run (its body never ran). "
+            f"{ways['only_failed'][2]}, which clears FAILED and UPSTREAM_FAILED instances "
+            f"alike: third ended {native['third']} at try {tries['third']}, its body ran "
+            f"{third_runs}x, the run {native['dag_run']}. The task Clear of `second` alone "
+            "instead leaves third upstream_failed, with downstream it clears third too: "
+            f"{others}",
+        ),
     }
 
 

@@ -8,6 +8,7 @@ A parse for one DAG id (Airflow's parsing context) builds only that DAG, as in b
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import timedelta
@@ -83,26 +84,35 @@ def handled_dag(variant: str) -> DAG:
     return handled()
 
 
-# --- two_hops_down: a -> b -> c, default trigger rule (all_success) ---
+# --- two_hops_down: a -> b -> c, default trigger rule (all_success) unless a variant says ---
 def two_hops_dag(variant: str) -> DAG:
+    """after_failure / after_skip: `a` >> `b` >> `c`. failed_argument: `b` takes `a`'s result
+    (an XComArg: the dependency and the value). tolerant_grandchild: `c` is all_done.
+    """
+
     @task
-    def a(out: str) -> None:
+    def a(out: str) -> str:
         mark(out, "run", task="a")
         if variant == "after_skip":
             raise AirflowSkipException("skipped on purpose")
         raise ValueError("a failed")
 
     @task
-    def b(out: str) -> None:
-        mark(out, "run", task="b")
+    def b(out: str, value: Any = None) -> None:
+        mark(out, "run", task="b", value=value)
 
-    @task
+    c_rule = TriggerRule.ALL_DONE if variant == "tolerant_grandchild" else TriggerRule.ALL_SUCCESS
+
+    @task(trigger_rule=c_rule)
     def c(out: str) -> None:
         mark(out, "run", task="c")
 
     @dag(dag_id=f"probe_two_hops_{variant}", **DAG_ARGS)
     def two_hops(out: str = "") -> None:
-        a(out) >> b(out) >> c(out)
+        if variant == "failed_argument":
+            b(out, a(out)) >> c(out)
+        else:
+            a(out) >> b(out) >> c(out)
 
     return two_hops()
 
@@ -162,16 +172,25 @@ def probe_retries(out: str = "") -> None:
 
 
 # --- blocking_timeout / run_timeout ---
-@task(execution_timeout=timedelta(seconds=1))
+@task(execution_timeout=timedelta(seconds=1), on_failure_callback=on_task_failure)
 def sleepy(out: str) -> None:
     mark(out, "start", task="sleepy")
     time.sleep(3)
     mark(out, "end", task="sleepy")
 
 
+@task(execution_timeout=timedelta(seconds=1), on_failure_callback=on_task_failure)
+async def sleepy_async(out: str) -> None:
+    """An async TaskFlow task (PythonOperator runs it in an event loop, BaseAsyncOperator)."""
+    mark(out, "start", task="sleepy_async")
+    await asyncio.sleep(3)
+    mark(out, "end", task="sleepy_async")
+
+
 @dag(dag_id="probe_blocking_timeout", **DAG_ARGS)
 def probe_blocking_timeout(out: str = "") -> None:
     sleepy(out)
+    sleepy_async(out)
 
 
 @task
@@ -257,7 +276,10 @@ BUILDERS = {
         f"probe_handled_{v}": lambda v=v: handled_dag(v)
         for v in ("return_none", "return_value", "cleanup_leaf")
     },
-    **{f"probe_two_hops_{v}": lambda v=v: two_hops_dag(v) for v in ("after_failure", "after_skip")},
+    **{
+        f"probe_two_hops_{v}": lambda v=v: two_hops_dag(v)
+        for v in ("after_failure", "after_skip", "failed_argument", "tolerant_grandchild")
+    },
     "probe_retries": probe_retries,
     "probe_blocking_timeout": probe_blocking_timeout,
     "probe_run_timeout": probe_run_timeout,
