@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from shared_pipeline.harness import EngineRun
+from shared_pipeline.loading import load_module
 from shared_pipeline.records import GraphEdge, Limitation, NativeState, TaskRecord
 from shared_pipeline.vocabulary import FlowOutcome, StepState, map_native
 from shared_pipeline.vocabulary import task_state as shared_task_state
 from shared_pipeline.workdirs import database_from_cli, engine_home
 
 DAGS_FOLDER = Path(__file__).resolve().parent
+HOME = load_module("airflow/airflow_home.py")  # the environment bench.py and probes.py share
 if str(DAGS_FOLDER) not in sys.path:
     # As Airflow's DAG processor does for a bundle: the DAG files import their sibling modules.
     sys.path.append(str(DAGS_FOLDER))
@@ -101,32 +103,19 @@ LIMITATIONS = [
 ]
 
 
-def _airflow_cli() -> Path:
-    return Path(sys.executable).with_name("airflow")
-
-
 def _migrated_database(cache: Path) -> Path:
     """An empty, migrated metadata database for this Airflow version, made once (3-4 s)."""
     return database_from_cli(
         cache / f"airflow-{VERSION}.db",
-        [str(_airflow_cli()), "db", "migrate"],
+        [str(HOME.airflow_cli()), "db", "migrate"],
         lambda home: {**os.environ, **_airflow_env(home)},
         "airflow.db",
     )
 
 
 def _airflow_env(home: Path) -> dict[str, str]:
-    return {
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-        # Failing tasks are the point of most scenarios: their tracebacks are logged at ERROR.
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get(
-            "AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"
-        ),
-    }
+    # Failing tasks are the point of most scenarios: their tracebacks are logged at ERROR.
+    return HOME.airflow_env(home, DAGS_FOLDER)
 
 
 class AirflowAdapter:
@@ -274,9 +263,16 @@ def _task_record(ti: dict[str, Any], tries_before: dict[tuple[str, int], int]) -
     )
 
 
-def resume_dag_run(dag: Any, run_id: str, poll_s: float = 0.2) -> str:
+def resume_dag_run(
+    dag: Any,
+    run_id: str,
+    poll_s: float = 0.2,
+    task_ids: list[str] | None = None,
+    downstream: bool = False,
+) -> str:
     """Clear the failed and upstream_failed task instances of a finished DAG run and run them
-    again; the successful ones keep their state and XComs. Returns the run id.
+    again; the successful ones keep their state and XComs. Returns the run id. With `task_ids`,
+    clear those tasks instead, with or without their downstream (the UI's task Clear).
 
     This is what "Clear" (only failed) does in the UI. dag.test() cannot re-drive an existing run,
     so this loop mirrors its own: Airflow decides what is ready (DagRun.update_state), and each
@@ -294,9 +290,14 @@ def resume_dag_run(dag: Any, run_id: str, poll_s: float = 0.2) -> str:
     try:
         # report: begin resume
         scheduler_dag = DBDagBag().get_latest_version_of_dag(dag.dag_id, session=session)
-        scheduler_dag.clear(
-            run_id=run_id, only_failed=True, dag_run_state=DagRunState.RUNNING, session=session
-        )
+        if task_ids is None:
+            scheduler_dag.clear(
+                run_id=run_id, only_failed=True, dag_run_state=DagRunState.RUNNING, session=session
+            )
+        else:  # what the clearTaskInstances API does with include_downstream
+            scheduler_dag.partial_subset(
+                task_ids=task_ids, include_downstream=downstream, include_upstream=False
+            ).clear(run_id=run_id, dag_run_state=DagRunState.RUNNING, session=session)
         session.commit()
         # As dag.test() does: DAG callbacks do not survive serialization, take the DAG file's.
         scheduler_dag.on_failure_callback = dag.on_failure_callback

@@ -6,14 +6,12 @@ every call, so it holds nothing else (the pipeline's DAGs folder, airflow/, igno
 
 from __future__ import annotations
 
-import atexit
-import gc
 import os
-import subprocess
-import sys
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+from shared_pipeline.loading import load_module
 
 __all__ = ["VERSION", "chain", "fanout", "pids", "start", "stop"]
 
@@ -22,35 +20,11 @@ DAGS_FOLDER = Path(__file__).resolve().parent / "bench_dags"
 DAG_FILE = DAGS_FOLDER / "overhead.py"
 
 
-def _airflow_env(home: Path) -> dict[str, str]:
-    """As airflow/adapter.py sets it, with this benchmark's DAGs folder."""
-    return {
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-    }
-
-
 def start(workdir: Path) -> None:
-    """A metadata database migrated in `workdir` (`airflow db migrate`), then import Airflow."""
-    if "airflow" in sys.modules:
-        raise RuntimeError("airflow was imported before AIRFLOW_HOME was set")
-    env = _airflow_env(workdir)
-    subprocess.run(
-        [Path(sys.executable).with_name("airflow"), "db", "migrate"],
-        env={**os.environ, **env},
-        cwd=workdir,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    os.environ.update(env)
-    import airflow.dag_processing.dagbag  # noqa: F401  (the import is what start() measures)
-
-    # Airflow's object graph makes the interpreter's last garbage collection take seconds.
-    atexit.register(gc.freeze)
+    """A metadata database migrated in `workdir` (`airflow db migrate`), then import Airflow:
+    what start() measures.
+    """
+    load_module("airflow/airflow_home.py").migrate_then_import(workdir, DAGS_FOLDER)
 
 
 def _dag(shape: str, n: int) -> Any:

@@ -8,18 +8,15 @@ Loaded by file path (shared_pipeline/loading.py): importing it imports no Airflo
 
 from __future__ import annotations
 
-import atexit
-import gc
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from shared_pipeline.loading import load_module
 from shared_pipeline.probes import NOT_EXPRESSIBLE, Documented, Observation
 
 __all__ = ["DOCUMENTED", "VERSION", "run", "start", "stop"]
@@ -112,42 +109,14 @@ DOCUMENTED: dict[str, dict[str, Documented]] = {
 }
 
 
-def _airflow_env(home: Path) -> dict[str, str]:
-    """As airflow/bench.py sets it, with the probes' DAGs folder."""
-    return {
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-        # The probes fail tasks on purpose: their tracebacks are logged at ERROR.
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get(
-            "AIRFLOW__LOGGING__LOGGING_LEVEL", "CRITICAL"
-        ),
-    }
-
-
 def start(workdir: Path) -> None:
     """A metadata database migrated under `workdir` (`airflow db migrate`), then import Airflow."""
-    if "airflow.settings" in sys.modules:
-        raise RuntimeError("airflow was imported before AIRFLOW_HOME was set")
     home = (workdir / "airflow-home").resolve()
     # A fresh metadata database each time: an earlier session's runs must not be read back.
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    env = _airflow_env(home)
-    subprocess.run(
-        [Path(sys.executable).with_name("airflow"), "db", "migrate"],
-        env={**os.environ, **env},
-        cwd=home,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    os.environ.update(env)
-    import airflow.dag_processing.dagbag  # noqa: F401
-
-    # Airflow's object graph makes the interpreter's last garbage collection take seconds.
-    atexit.register(gc.freeze)
+    # The probes fail tasks on purpose: their tracebacks are logged at ERROR.
+    load_module("airflow/airflow_home.py").migrate_then_import(home, DAGS_FOLDER, "CRITICAL")
 
 
 def stop() -> None:
@@ -228,55 +197,13 @@ def _callbacks(out: Path) -> dict[str, int]:
 
 
 def _resume(dag: Any, run_id: str, task_ids: list[str] | None, downstream: bool) -> None:
-    """Clear task instances of a finished DAG run and drive the same run again, as
-    airflow/adapter.py's resume_dag_run does: dag.test() cannot re-drive an existing run.
-
-    task_ids None: the run's failed and upstream_failed ones (the UI's "Clear" of a DAG run,
-    only failed); else those tasks, with or without their downstream (the UI's task Clear).
+    """Clear task instances of a finished DAG run and drive the same run again with the
+    harness's resume loop (dag.test() cannot re-drive an existing run): task_ids None clears the
+    run's failed ones, as the UI's "Clear" of a DAG run; else those tasks, with or without their
+    downstream.
     """
-    from airflow.models.dagbag import DBDagBag
-    from airflow.models.dagrun import DagRun
-    from airflow.sdk.definitions.dag import _run_task
-    from airflow.utils.state import DagRunState, TaskInstanceState
-    from sqlalchemy import select
-
-    from airflow import settings
-
-    session = settings.Session()
-    try:
-        scheduler_dag = DBDagBag().get_latest_version_of_dag(dag.dag_id, session=session)
-        if task_ids is None:
-            scheduler_dag.clear(
-                run_id=run_id, only_failed=True, dag_run_state=DagRunState.RUNNING, session=session
-            )
-        else:
-            # What the clearTaskInstances API does with include_downstream.
-            subset = scheduler_dag.partial_subset(
-                task_ids=task_ids, include_downstream=downstream, include_upstream=False
-            )
-            subset.clear(run_id=run_id, dag_run_state=DagRunState.RUNNING, session=session)
-        session.commit()
-        dag_run = session.scalars(
-            select(DagRun).where(DagRun.dag_id == dag.dag_id, DagRun.run_id == run_id)
-        ).one()
-        dag_run.dag = scheduler_dag
-        while dag_run.state == DagRunState.RUNNING:
-            session.expire_all()
-            ready, _ = dag_run.update_state(session=session)
-            for ti in ready:
-                ti.try_number += 1
-                ti.state = TaskInstanceState.SCHEDULED
-            session.commit()
-            if not ready:
-                time.sleep(0.2)
-            for ti in ready:
-                try:
-                    _run_task(ti=ti, task=dag.task_dict[ti.task_id])
-                except Exception:  # as in dag.test(): the task instance's state says it
-                    if ti.state not in TaskInstanceState.finished:
-                        ti.set_state(TaskInstanceState.FAILED)
-    finally:
-        session.close()
+    adapter = load_module("airflow/adapter.py")
+    adapter.resume_dag_run(dag, run_id, task_ids=task_ids, downstream=downstream)
 
 
 # --- the probes ---

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 from typing import Any
 
-from prefect2.compat import MAJOR, VERSION, ApiServer, drain_events
+from prefect2.compat import MAJOR, VERSION, ApiServer, drain_events, use_prefect_home
 
 __all__ = ["VERSION", "chain", "fanout", "pids", "start", "stop"]
 
@@ -18,14 +17,7 @@ _settings = contextlib.ExitStack()
 
 def start(workdir: Path) -> None:
     """A fresh Prefect home in `workdir`, then import Prefect and start its API (3.x)."""
-    os.environ.pop("PREFECT_API_URL", None)
-    os.environ.update(
-        PREFECT_HOME=str(workdir),
-        PREFECT_PROFILES_PATH=str(workdir / "profiles.toml"),
-        PREFECT_LOCAL_STORAGE_PATH=str(workdir / "storage"),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_LOGGING_LEVEL="WARNING",
-    )
+    use_prefect_home(workdir)
     from prefect import flow, task
 
     if MAJOR >= 3:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 from collections.abc import Iterable, Iterator
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 from shared_pipeline.headroom import over
@@ -20,6 +22,20 @@ MAJOR = int(VERSION.split(".")[0])
 # (8-10 s idle), rounded up; Prefect's own wait for it
 # (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS) is 20 s, two slow starts from a failure.
 SERVER_START_S = 12.0
+
+
+def use_prefect_home(workdir: Path) -> None:
+    """Point Prefect, before it is imported, at a fresh home in `workdir`, never at somebody's
+    real server (PREFECT_API_URL unset: an ephemeral API on 2.x, our ApiServer on 3.x).
+    """
+    os.environ.pop("PREFECT_API_URL", None)
+    os.environ.update(
+        PREFECT_HOME=str(workdir),
+        PREFECT_PROFILES_PATH=str(workdir / "profiles.toml"),
+        PREFECT_LOCAL_STORAGE_PATH=str(workdir / "storage"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_LOGGING_LEVEL="WARNING",
+    )
 
 
 def final_states(futures: Iterable[Any]) -> list[Any]:

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prefect2.compat import MAJOR, VERSION, ApiServer, drain_events, flow_run_settings
+from prefect2.compat import (
+    MAJOR,
+    VERSION,
+    ApiServer,
+    drain_events,
+    flow_run_settings,
+    use_prefect_home,
+)
 from prefect2.probes_docs import documented
 from shared_pipeline.probes import NOT_EXPRESSIBLE, Documented, Observation
 
@@ -31,14 +37,7 @@ _flows: Any = None  # prefect2.probes_flows, imported once PREFECT_HOME points i
 def start(workdir: Path) -> None:
     """A fresh Prefect home in `workdir`, then import Prefect and start its API (3.x)."""
     global _flows
-    os.environ.pop("PREFECT_API_URL", None)  # never report to somebody's real server
-    os.environ.update(
-        PREFECT_HOME=str(workdir),
-        PREFECT_PROFILES_PATH=str(workdir / "profiles.toml"),
-        PREFECT_LOCAL_STORAGE_PATH=str(workdir / "storage"),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_LOGGING_LEVEL="WARNING",
-    )
+    use_prefect_home(workdir)
     from prefect2 import probes_flows
 
     _flows = probes_flows

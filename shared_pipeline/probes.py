@@ -175,7 +175,7 @@ PROBES: tuple[Probe, ...] = (
         id="blocking_timeout",
         title="A task timeout against a blocking sleep",
         lesson="timeouts",
-        setup="a task with a 1 s timeout calls time.sleep(3) (an async one awaits asyncio.sleep)",
+        setup="a task with a 1 s timeout calls time.sleep(3); an async one awaits asyncio.sleep(3)",
         questions=(
             _q("sleep_in_task", "Is the sleep interrupted at the timeout", "interrupted", "ran on"),
             _q(

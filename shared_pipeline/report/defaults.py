@@ -16,9 +16,9 @@ PY = "https://docs.python.org/3"
 
 PREFECT = {
     "downstream": (
-        "no trigger rules: a task exists once the flow's code calls it, and code after an "
-        f"exception is not reached, so those tasks are never created ([flows]({P2}/concepts/"
-        "flows/))"
+        "no trigger rules: a task given a failed upstream's future is not run (`NotReady`), "
+        "and code after an exception is not reached, so those tasks are never created "
+        f"([flows]({P2}/concepts/flows/))"
     ),
     "retries": f"`retries=0`, `retry_delay_seconds=0` ([tasks]({P2}/concepts/tasks/#retries))",
     "timeouts": f"`timeout_seconds=None`: no timeout ([tasks]({P2}/concepts/tasks/#timeouts))",

@@ -460,8 +460,8 @@ class Report:
             lines += [
                 "",
                 *wrap(
-                    f"**Probe: {probe.title}** ({probe.setup}). Each engine's answer, read from "
-                    "its store; [details and documentation]"
+                    f"**Probe: {probe.title}.** Its flow: {probe.setup}. Each engine's answer, "
+                    "read from its store; [details, code and documentation]"
                     f"(docs/report/probes.md#probe-{probe.id}).{said}"
                 ),
                 "",
