@@ -20,6 +20,7 @@ from types import ModuleType
 from typing import Any
 
 from prefect1.adapter import prefect1_env
+from shared_pipeline.headroom import over
 from shared_pipeline.probes import (
     FAILED,
     FINAL,
@@ -317,7 +318,8 @@ def _submitted(workdir: Path, timeout: int) -> dict[str, Any]:
         [sys.executable, "-c", code, str(marks), str(timeout)],
         capture_output=True,
         text=True,
-        timeout=30,
+        # The child imports Prefect (~1 s), sleeps up to 3 s and exits: about 5 s at most.
+        timeout=over(5),
         check=True,
     )
     ran = json.loads(done.stdout.strip().splitlines()[-1])

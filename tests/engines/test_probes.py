@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from shared_pipeline.engine_table import PROBE_MODULES
+from shared_pipeline.headroom import over
 from shared_pipeline.loading import load_module
 from shared_pipeline.probes import NOT_EXPRESSIBLE, PROBES, ProbeRecord, probe_path, read_probe
 
@@ -35,7 +36,8 @@ def answered(pipeline_out: Path) -> dict[str, ProbeRecord]:
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        # A whole probe run took at most about 60 s (Prefect 2.x, beside other sessions).
+        timeout=over(90),
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return {p.id: read_probe(probe_path(pipeline_out / "results", ENGINE, p.id)) for p in PROBES}
