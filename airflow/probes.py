@@ -54,6 +54,17 @@ DOCUMENTED: dict[str, dict[str, Documented]] = {
         ),
         # all_done: "all upstream tasks are done with their execution"; upstream_failed is done.
         "tolerant_grandchild": Documented("ran", f"{DOCS}/core-concepts/dags.html#trigger-rules"),
+        # A skipped and a failed parent: all_success and none_failed see the failure first
+        # (upstream_failed); one_failed fires on it; all_done on both being done.
+        **{
+            rule: Documented(answer, f"{DOCS}/core-concepts/dags.html#trigger-rules")
+            for rule, answer in (
+                ("join_default", "not run (upstream failed)"),
+                ("join_none_failed", "not run (upstream failed)"),
+                ("join_one_failed", "ran"),
+                ("join_all_done", "ran"),
+            )
+        },
     },
     "retry_semantics": {
         # A try is not ready again until retry_delay has passed (NotInRetryPeriodDep).
@@ -287,6 +298,27 @@ def _two_hops_down(workdir: Path) -> dict[str, Observation]:
                 if key == "tolerant_grandchild" and answer == "ran"
                 else ""
             ),
+        )
+    return answers | _joins(workdir, meaning)
+
+
+def _joins(workdir: Path, meaning: dict[str, str]) -> dict[str, Observation]:
+    """One DAG run: `s` raises AirflowSkipException, `f` raises, a join per trigger rule."""
+    out = workdir / "joins"
+    _, run_id = _test("probe_two_hops_joins", out)
+    native, tries = _read("probe_two_hops_joins", run_id)
+    answers = {}
+    for rule in ("join_default", "join_none_failed", "join_one_failed", "join_all_done"):
+        state = native.get(rule)
+        answer = "never created" if state is None else meaning.get(state, "?")
+        trigger_rule = "all_success" if rule == "join_default" else rule.removeprefix("join_")
+        answers[rule] = Observation(
+            answer="ran" if _runs(out, rule) else answer,
+            native={key: native[key] for key in ("dag_run", "s", "f", rule)},
+            attempts={rule: tries[rule]},
+            note=f"[s, f] >> {rule} with trigger_rule={trigger_rule}; `s` raises "
+            f"AirflowSkipException, `f` raises ValueError: {rule} ended {state}, its body ran "
+            f"{_runs(out, rule)}x",
         )
     return answers
 

@@ -22,6 +22,7 @@ from typing import Any
 from prefect1.adapter import prefect1_env
 from shared_pipeline.headroom import over
 from shared_pipeline.probes import (
+    DEPENDS,
     FAILED,
     FINAL,
     NEVER,
@@ -58,6 +59,12 @@ DOCUMENTED: dict[str, dict[str, Documented]] = {
         "failed_argument": Documented(NOT_RUN, f"{SOURCE}/triggers.py#L106-L119"),
         # all_finished runs on any finished upstream, and TriggerFailed is a Failed (finished).
         "tolerant_grandchild": Documented(RAN, f"{SOURCE}/triggers.py#L75-L87"),
+        # skip_on_upstream_skip=True by default: "regardless of trigger", a skipped parent
+        # skips the join before its trigger is asked.
+        **{
+            key: Documented(SKIPPED, f"{SOURCE}/core/task.py#L254-L260")
+            for key in ("join_default", "join_none_failed", "join_one_failed", "join_all_done")
+        },
     },
     "retry_semantics": {
         # flow.run() sleeps until the earliest Retrying task's start time.
@@ -72,7 +79,9 @@ DOCUMENTED: dict[str, dict[str, Documented]] = {
         "sleep_in_task": Documented("interrupted", f"{SOURCE}/utilities/executors.py#L244-L257"),
         # Off the main thread (a LocalDaskExecutor thread) the body runs in a spawned process
         # that is terminated at the timeout.
-        "sleep_submitted": Documented("interrupted", f"{SOURCE}/utilities/executors.py#L470-L501"),
+        # Off the main thread: a spawned process it terminates, unless the task already runs in
+        # a daemonic process (a Dask worker), where only a soft timeout is possible.
+        "sleep_submitted": Documented(DEPENDS, f"{SOURCE}/utilities/executors.py#L470-L512"),
         # The task runner calls task.run() and keeps what it returns: nothing awaits a coroutine.
         "sleep_async": Documented(NOT_EXPRESSIBLE, f"{SOURCE}/engine/task_runner.py#L879-L885"),
     },
@@ -208,6 +217,36 @@ def two_hops_down(workdir: Path) -> dict[str, Observation]:
                 note="b(a()) with the default trigger: `a` raises and its result is b's only "
                 "argument; b's body never ran, so it was not handed the exception",
             )
+    answers |= _joins(became)
+    return answers
+
+
+def _joins(became: Callable[[dict[str, Any], str], str]) -> dict[str, Observation]:
+    """One flow: `s` skips, `f` fails, and a join per rule; again with skip_on_upstream_skip off."""
+    runs = {}
+    for flag in (True, False):
+        flow_state, tasks, _ = _flow_run(_f().join_flow(skip_on_upstream_skip=flag))
+        runs[flag] = (flow_state, tasks, {name: became(tasks, name) for name in _f().JOIN_TRIGGERS})
+    flow_state, tasks, fates = runs[True]
+    _, tasks_off, fates_off = runs[False]
+    answers = {}
+    for rule, trigger in _f().JOIN_TRIGGERS.items():
+        answers[rule] = Observation(
+            answer=fates[rule],
+            native={
+                **_native(flow_state, tasks, "s", "f", rule),
+                f"{rule} (skip_on_upstream_skip=False)": type(tasks_off[rule]).__name__,
+            },
+            note=f"{rule}(upstream_tasks=[s, f]) with trigger={trigger.__name__}, "
+            f"skip_on_upstream_skip left at its default True; `s` raises SKIP, `f` raises. "
+            f"With skip_on_upstream_skip=False the same join {fates_off[rule]}"
+            + (
+                " (Prefect 1 has no none_failed: all_successful counts a Skipped parent as a "
+                "success)"
+                if rule == "join_none_failed"
+                else ""
+            ),
+        )
     return answers
 
 
@@ -303,43 +342,47 @@ def _sleep_in_task(workdir: Path) -> dict[str, Observation]:
     }
 
 
-def _submitted(workdir: Path, timeout: int) -> dict[str, Any]:
-    """sleepy with this timeout on the LocalDaskExecutor: what its body did, from its marks."""
-    marks = _marks(workdir, f"marks-submitted-{timeout}s")
+def _submitted(workdir: Path, runner: str, timeout: int) -> dict[str, Any]:
+    """sleepy with this timeout on `runner`, sleeping 2 s past it: what its body did, from its
+    marks.
+    """
+    seconds = timeout + 2
+    marks = _marks(workdir, f"marks-{runner}-{timeout}s")
     started = time.monotonic()
     # Off the main thread Prefect 1 runs the body in a spawned process, which first re-imports
     # the main module: shared_pipeline.probing takes ~5 s to import, longer than any timeout
     # here. The flow runs in a `python -c` of its own, whose children import only Prefect.
     code = (
         "import json, sys; from prefect1.probes_flows import run_submitted; "
-        "print(json.dumps(run_submitted(sys.argv[1], int(sys.argv[2]))))"
+        "print(json.dumps(run_submitted(sys.argv[1], sys.argv[2], *map(int, sys.argv[3:]))))"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code, str(marks), str(timeout)],
+        [sys.executable, "-c", code, str(marks), runner, str(timeout), str(seconds)],
         capture_output=True,
         text=True,
-        # The child imports Prefect (~1 s), sleeps up to 3 s and exits: about 5 s at most.
-        timeout=over(5),
+        # The child imports Prefect and Dask (~2 s), starts a cluster (~2 s), sleeps up to 10 s:
+        # about 15 s at most.
+        timeout=over(15),
         check=True,
     )
     ran = json.loads(done.stdout.strip().splitlines()[-1])
     took, native = ran["took"], ran["states"]
     began = (marks / "began").read_text().split() if (marks / "began").exists() else None
-    # The body runs in a process of its own: wait until its 3 s sleep would have ended (or
-    # `left` says it has), then look for the marker written after the sleep.
-    deadline = (float(began[1]) if began else started) + 3.5
+    # The body runs in a process of its own: wait until its sleep would have ended (or `left`
+    # says it has), then look for the marker written after the sleep.
+    deadline = (float(began[1]) if began else started) + seconds + 0.5
     while not (marks / "left").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     slept, left = (marks / "slept").exists(), (marks / "left").exists()
-    seconds = {"flow.run": round(took, 3)}
+    times = {"flow.run": round(took, 3)}
     if began:  # from the start of the `python -c` process
-        seconds["body_began_at"] = round(float(began[1]) - started, 3)
+        times["body_began_at"] = round(float(began[1]) - started, 3)
     if left:
-        seconds["body_left_at"] = float((marks / "left").read_text())
+        times["body_left_at"] = float((marks / "left").read_text())
     if not began:
-        how = "its body never began (the spawned process was terminated while it started up)"
+        how = "its body never began (its process was stopped while it started up)"
     elif slept:
-        how = "its body reached the end of the sleep"
+        how = f"its body slept its {seconds} s to the end"
     elif left:
         how = "an exception stopped its body (its finally wrote `left`)"
     else:
@@ -348,32 +391,43 @@ def _submitted(workdir: Path, timeout: int) -> dict[str, Any]:
     return dict(
         began=bool(began),
         slept=slept,
-        native=native,
-        seconds=seconds,
-        how=f"timeout={timeout}: {native['sleepy']} after {took:.1f} s, {how}",
+        native={f"{runner} {k}": v for k, v in native.items()},
+        seconds={f"{runner} {k}": v for k, v in times.items()},
+        how=f"{runner}, timeout={timeout} s, sleep({seconds}): {native['sleepy']} after "
+        f"{took:.1f} s, {how}",
     )
 
 
 def _sleep_submitted(workdir: Path) -> Observation:
-    # The spec's 1 s timeout, and a 2 s one beside it: the spawned process spends about a
-    # second importing Prefect before the body begins, so 1 s may stop it before the sleep.
-    # (The flow.run() states come back from the `python -c` process as JSON.)
-    runs = {timeout: _submitted(workdir, timeout) for timeout in (1, 2)}
-    decisive = next((run for run in runs.values() if run["began"]), runs[1])
+    """The sleep on each executor that runs tasks beside the flow. On the LocalDaskExecutor the
+    timeout's clock starts before its spawned process has imported Prefect (about a second), so
+    a run whose body never began answers nothing: the timeout doubles until the body begins.
+    """
+    runs, answers, tried = [], {}, {}
+    for runner in ("LocalDaskExecutor", "DaskExecutor"):
+        for tried[runner], timeout in enumerate((1, 2, 4, 8), start=1):
+            runs.append(_submitted(workdir, runner, timeout))
+            if runs[-1]["began"]:
+                answers[runner] = "ran on" if runs[-1]["slept"] else "interrupted"
+                break
+        else:
+            raise RuntimeError(f"sleepy never began on {runner}, even with an 8 s timeout")
     native, seconds = {}, {}
-    for timeout, run in runs.items():
-        native |= {f"timeout={timeout} {k}": v for k, v in run["native"].items()}
-        seconds |= {f"timeout={timeout} {k}": v for k, v in run["seconds"].items()}
+    for run in runs:
+        native |= run["native"]
+        seconds |= run["seconds"]
     return Observation(
-        answer="ran on" if decisive["slept"] else "interrupted",
+        answer=answers["DaskExecutor"] if len(set(answers.values())) == 1 else DEPENDS,
         native=native,
-        attempts={f"sleepy timeout={t}": int(run["began"]) for t, run in runs.items()},
+        attempts={f"{runner} timeouts tried": tried[runner] for runner in answers},
         seconds=seconds,
-        note="the same @task time.sleep(3) under Flow(executor=LocalDaskExecutor("
-        'scheduler="threads")), the executor that runs tasks beside the flow in this process; '
-        "off the main thread Prefect 1 runs the body in a spawned process and terminates it at "
-        "the timeout (the body writes `began`, `slept` after the sleep, `left` in a finally). "
-        + "; ".join(run["how"] for run in runs.values()),
+        note="the same @task time.sleep under Flow(executor=LocalDaskExecutor(scheduler="
+        '"threads")), tasks in threads of this process, and under Flow(executor=DaskExecutor('
+        "cluster_kwargs=...)), a LocalCluster of one worker process; the body writes `began`, "
+        "`slept` after the sleep, `left` in a finally. "
+        + "; ".join(f"{runner}: {answer}" for runner, answer in answers.items())
+        + ". Runs: "
+        + "; ".join(run["how"] for run in runs),
     )
 
 

@@ -20,8 +20,8 @@ from typing import Any
 from prefect import Flow, task
 from prefect.engine.results import LocalResult
 from prefect.engine.signals import SKIP
-from prefect.executors import LocalDaskExecutor
-from prefect.triggers import all_finished
+from prefect.executors import DaskExecutor, LocalDaskExecutor
+from prefect.triggers import all_finished, all_successful, any_failed
 
 
 class Seen:
@@ -133,6 +133,44 @@ def two_hops_flow(outcome: str, tolerant: bool = False) -> Flow:
     return flow
 
 
+@task
+def s() -> int:
+    SEEN.ran("s")
+    raise SKIP("nothing to do today")
+
+
+@task
+def f() -> int:
+    SEEN.ran("f")
+    raise boom_error()
+
+
+@task
+def joined(rule: str) -> str:
+    SEEN.ran(rule)
+    return rule
+
+
+# Prefect 1 has no none_failed: all_successful counts a Skipped as a success, which is the same.
+JOIN_TRIGGERS = {
+    "join_default": all_successful,
+    "join_none_failed": all_successful,
+    "join_one_failed": any_failed,
+    "join_all_done": all_finished,
+}
+
+
+def join_flow(skip_on_upstream_skip: bool = True) -> Flow:
+    with Flow(f"join-skip-on-upstream-skip-{skip_on_upstream_skip}") as flow:
+        parents = [s(), f()]
+        for rule, trigger in JOIN_TRIGGERS.items():
+            options = dict(name=rule, trigger=trigger)
+            if not skip_on_upstream_skip:  # the default is True: a skipped parent skips the join
+                options["skip_on_upstream_skip"] = False
+            joined(rule, task_args=options, upstream_tasks=parents)
+    return flow
+
+
 # retry_semantics ---------------------------------------------------------------------------
 
 
@@ -175,34 +213,45 @@ def retry_flow() -> Flow:
 
 
 @task(timeout=1)  # whole seconds only
-def sleepy(marks: str) -> None:
+def sleepy(marks: str, seconds: float = 3) -> None:
     SEEN.ran("sleepy")  # lost if the body runs in a process of its own: `began` tells then
     started = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process of the machine
     Path(marks, "began").write_text(f"{os.getpid()} {started:.3f}")
     try:
-        time.sleep(3)
+        time.sleep(seconds)
         Path(marks, "slept").write_text(f"{time.monotonic() - started:.3f}")
     finally:
         # Written however the body ends: proof it has left, without racing a clock.
         Path(marks, "left").write_text(f"{time.monotonic() - started:.3f}")
 
 
-def timeout_flow(marks: Path, submitted: bool = False, timeout: int = 1) -> Flow:
-    # Prefect 1 runs tasks beside the flow only on a Dask executor: the LocalDaskExecutor's
-    # threads are the in-process one (the LocalExecutor runs each task in place).
-    executor = LocalDaskExecutor(scheduler="threads") if submitted else None
-    name = f"blocking-timeout{'-submitted' if submitted else ''}-{timeout}s"
-    with Flow(name, executor=executor) as flow:
-        sleepy(str(marks), task_args=dict(timeout=timeout) if timeout != 1 else {})
+def _executor(runner: str, scratch: Path) -> Any:
+    """Prefect 1's two executors that run tasks beside the flow: the LocalDaskExecutor's threads
+    in this process, or a DaskExecutor's own LocalCluster of (daemonic) worker processes.
+    """
+    if runner == "LocalDaskExecutor":
+        return LocalDaskExecutor(scheduler="threads")
+    cluster = dict(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1")
+    cluster |= dict(dashboard_address="127.0.0.1:0", local_directory=str(scratch))
+    return DaskExecutor(cluster_kwargs=cluster)
+
+
+def timeout_flow(
+    marks: Path, runner: str | None = None, timeout: int = 1, seconds: float = 3
+) -> Flow:
+    # The LocalExecutor (runner None) runs each task in place, on the flow's main thread.
+    executor = _executor(runner, marks.parent / "dask-scratch") if runner else None
+    with Flow(f"blocking-timeout-{runner or 'in-place'}-{timeout}s", executor=executor) as flow:
+        sleepy(str(marks), seconds, task_args=dict(timeout=timeout) if timeout != 1 else {})
     return flow
 
 
-def run_submitted(marks: str, timeout: int) -> dict[str, Any]:
-    """timeout_flow(submitted=True).run() in a light `python -c` process of its own (see
+def run_submitted(marks: str, runner: str, timeout: int, seconds: float) -> dict[str, Any]:
+    """timeout_flow(...).run() on `runner` in a light `python -c` process of its own (see
     prefect1/probes.py): each state's class by task name, and the seconds flow.run() took.
     """
     started = time.monotonic()
-    state = timeout_flow(Path(marks), submitted=True, timeout=timeout).run()
+    state = timeout_flow(Path(marks), runner, timeout, seconds).run()
     took = time.monotonic() - started
     states = {"flow": type(state).__name__}
     states |= {task.name: type(task_state).__name__ for task, task_state in state.result.items()}

@@ -176,12 +176,15 @@ def _task_record(task_run: Any, history: list[Any], origins: dict[Any, str]) -> 
     )
 
 
-def read_flow_run(flow_run_id: Any, settle_s: float = 0.3, limit_s: float = 30.0):
+def read_flow_run(
+    flow_run_id: Any, settle_s: float = 0.3, limit_s: float = 30.0, min_tasks: int = 0
+):
     """The flow run and all its task runs with their state histories, from the API.
 
-    3.x writes task runs from events after the flow returns, so poll until every task run is in
-    a final state, its history agrees with it, and nothing has changed for `settle_s`. Settling
-    took at most 0.95 s beside a busy core: `limit_s` is over 30 times that.
+    3.x writes task runs from events after the flow returns, so poll until there are at least
+    `min_tasks`, every one is in a final state, its history agrees with it, and nothing has
+    changed for `settle_s`. Settling took at most 0.95 s beside a busy core: `limit_s` is over 30
+    times that.
     """
     from prefect import get_client
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
@@ -202,7 +205,7 @@ def read_flow_run(flow_run_id: Any, settle_s: float = 0.3, limit_s: float = 30.0
             now = time.monotonic()
             if snapshot != previous:
                 previous, stable_since = snapshot, now
-            settled = all(
+            settled = len(runs) >= min_tasks and all(
                 (r.state_type.value in FINAL_TYPES or r.state_name == "NotReady")
                 and histories[r.id]
                 and histories[r.id][-1].name == r.state_name

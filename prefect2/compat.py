@@ -80,6 +80,12 @@ class ApiServer:
         self._server = None
 
     @property
+    def api_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("3.x only, once started")
+        return str(self._server.api_url)
+
+    @property
     def pid(self) -> int | None:
         process = getattr(self._server, "server_process", None)
         return process.pid if process is not None else None

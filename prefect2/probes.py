@@ -7,13 +7,16 @@ from Prefect's API; timings and hook counts come from the task bodies and hooks 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from prefect2.adapter import read_flow_run
 from prefect2.compat import (
     MAJOR,
     VERSION,
@@ -23,15 +26,15 @@ from prefect2.compat import (
     use_prefect_home,
 )
 from prefect2.probes_docs import documented
-from shared_pipeline.probes import NOT_EXPRESSIBLE, Documented, Observation
+from shared_pipeline.probes import DEPENDS, NOT_EXPRESSIBLE, Documented, Observation
 
 __all__ = ["DOCUMENTED", "NOT_EXPRESSIBLE", "VERSION", "run", "start", "stop"]
 
 DOCUMENTED: dict[str, dict[str, Documented]] = documented(MAJOR, VERSION)
-FINAL_TYPES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 _server = ApiServer()
 _flows: Any = None  # prefect2.probes_flows, imported once PREFECT_HOME points into the workdir
+_workdir = Path()  # the probe's own folder, while it runs
 
 
 def start(workdir: Path) -> None:
@@ -49,7 +52,9 @@ def stop() -> None:
 
 
 def run(probe: str, workdir: Path) -> dict[str, Observation]:
+    global _workdir
     workdir.mkdir(parents=True, exist_ok=True)
+    _workdir = workdir
     _flows.reset()
     with flow_run_settings(str(workdir / "results")):
         return PROBES[probe]()
@@ -57,31 +62,12 @@ def run(probe: str, workdir: Path) -> dict[str, Observation]:
 
 def _run(flow: Any, *args: Any, tasks: int) -> tuple[Any, dict[str, Any]]:
     """Run `flow`, then read its flow run and (at least `tasks`) task runs back from the API."""
-    from prefect import get_client
-    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
-
     state = flow(*args, return_state=True)
     if inspect.isawaitable(state):  # an async flow, called from here as a script would
         state = asyncio.run(state)
-    flow_run_id = state.state_details.flow_run_id
     drain_events()
-    task_filter = TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run_id]))
-    # 2.x writes every state before the flow returns; 3.x records task runs from events later,
-    # so wait until they are all there, final, and unchanged for a moment.
-    deadline, previous = time.monotonic() + 15, None
-    with get_client(sync_client=True) as client:
-        while True:
-            runs = client.read_task_runs(task_run_filter=task_filter, limit=200)
-            snapshot = sorted((r.name, r.state_name, r.run_count) for r in runs)
-            settled = len(runs) >= tasks and all(
-                r.state_type.value in FINAL_TYPES or r.state_name == "NotReady" for r in runs
-            )
-            if (settled and (MAJOR == 2 or snapshot == previous)) or time.monotonic() > deadline:
-                break
-            previous = snapshot
-            time.sleep(0.3)
-        flow_run = client.read_flow_run(flow_run_id)
-    return flow_run, _by_name(runs)
+    flow_run, runs = read_flow_run(state.state_details.flow_run_id, min_tasks=tasks)
+    return flow_run, _by_name([run for run, _ in runs])
 
 
 def _native(flow_run: Any, task_runs: dict[str, Any]) -> dict[str, str]:
@@ -181,6 +167,41 @@ def _two_hops_down() -> dict[str, Observation]:
         f"{b.state_type.value + '/' + b.state_name if b else 'uncreated'} without running, c's "
         f"body ran {c_bodies} time(s)",
     )
+    _flows.reset()
+    answers |= _joins()
+    return answers
+
+
+def _joins() -> dict[str, Observation]:
+    """`s` returns Completed(name="Skipped"), `f` raises; one join waits on both futures, one
+    lets their failures through with allow_failure. Prefect has no rule for the other two.
+    """
+    flow_run, task_runs = _run(_flows.joins, tasks=4)
+    native = _native(flow_run, task_runs)
+    how = {
+        "join_default": "joined.submit(wait_for=[s, f])",
+        "join_all_done": "joined.submit(wait_for=[allow_failure(s), allow_failure(f)])",
+    }
+    answers = {
+        rule: Observation(
+            answer=_fate(task_runs.get(rule), len(_flows.EVENTS[rule])),
+            native=native,
+            attempts={n: r.run_count for n, r in task_runs.items()},
+            note=f"{how}; `s` returns Completed(name='Skipped'), `f` raises; its body ran "
+            f"{len(_flows.EVENTS[rule])} time(s)",
+        )
+        for rule, how in how.items()
+    }
+    for rule, test in (
+        ("join_none_failed", "not f_state.is_failed()"),
+        ("join_one_failed", "f_state.is_failed()"),
+    ):
+        answers[rule] = Observation(
+            answer=NOT_EXPRESSIBLE,
+            note="Prefect has no trigger rules to declare on a task: the flow decides in Python "
+            f"(f_state = f.submit().wait(), then `if {test}:` submit the join), and a skipped "
+            "parent is only a Completed state named Skipped",
+        )
     return answers
 
 
@@ -218,15 +239,24 @@ def _retry_semantics() -> dict[str, Observation]:
 
 
 def _sleep_observation(
-    flow: Any, task: str, how: str, cut_word: str = "interrupted"
+    flow: Any,
+    task: str,
+    how: str,
+    cut_word: str = "interrupted",
+    args: tuple[Any, ...] = (),
+    events: Callable[[], dict[str, list[float]]] | None = None,
 ) -> Observation:
-    """Was the 3 s sleep in `task` cut short? Decided after it would have ended anyway."""
+    """Was the 3 s sleep in `task` cut short? Decided after it would have ended anyway.
+
+    `events` reads the body's notes where it ran in another process (else EVENTS).
+    """
     _flows.reset()
-    flow_run, task_runs = _run(flow, tasks=1)
-    events = _flows.EVENTS
-    started = events[f"{task}:start"][0]
+    flow_run, task_runs = _run(flow, *args, tasks=1)
+    read = events or (lambda: _flows.EVENTS)
+    started = read()[f"{task}:start"][0]
     time.sleep(max(0.0, started + 3.5 - time.monotonic()))
-    ended, stopped = events.get(f"{task}:end"), events.get(f"{task}:stopped")
+    seen = read()
+    ended, stopped = seen.get(f"{task}:end"), seen.get(f"{task}:stopped")
     body = (ended or stopped or [started - 1.0])[0] - started
     run = next(iter(task_runs.values()))
     took = (run.end_time - run.start_time).total_seconds() if run.end_time else -1.0
@@ -248,13 +278,7 @@ def _blocking_timeout() -> dict[str, Observation]:
         "sleep_in_task": _sleep_observation(
             _flows.task_timeout, "sleeper", f"{timed} called in the flow"
         ),
-        "sleep_submitted": _sleep_observation(
-            _flows.submitted_timeout,
-            "sleeper",
-            f"{timed} submitted to the default task runner "
-            f"({'ConcurrentTaskRunner' if MAJOR == 2 else 'ThreadPoolTaskRunner'}), "
-            "the future waited for",
-        ),
+        "sleep_submitted": _sleep_submitted(timed),
         "sleep_async": _sleep_observation(
             _flows.async_timeout,
             "async_sleeper",
@@ -262,6 +286,53 @@ def _blocking_timeout() -> dict[str, Observation]:
             "flow run with asyncio.run",
         ),
     }
+
+
+def _sleep_submitted(timed: str) -> Observation:
+    """On the default task runner (threads), and on 3.x's ProcessPoolTaskRunner too."""
+    default = "ConcurrentTaskRunner" if MAJOR == 2 else "ThreadPoolTaskRunner"
+    threads = _sleep_observation(
+        _flows.submitted_timeout,
+        "sleeper",
+        f"{timed} submitted to {default}, the future waited for",
+    )
+    if _flows.ProcessPoolTaskRunner is None:
+        threads.note += (
+            "; 2.x's core ships no task runner with worker processes (prefect-dask does)"
+        )
+        return threads
+    marks = _workdir / "marks-pool"
+    marks.mkdir(parents=True, exist_ok=True)
+    # The pool's processes are new clients: they find this run's API by PREFECT_API_URL.
+    with _api_url_in_environment():
+        pooled = _sleep_observation(
+            _flows.pooled_timeout,
+            "sleeper_in_files",
+            f"{timed} submitted to ProcessPoolTaskRunner(max_workers=1)",
+            args=(str(marks),),
+            events=lambda: {
+                f"sleeper_in_files:{m.name}": [float(m.read_text())] for m in marks.iterdir()
+            },
+        )
+    answers = {default: threads.answer, "ProcessPoolTaskRunner": pooled.answer}
+    return Observation(
+        answer=threads.answer if len(set(answers.values())) == 1 else DEPENDS,
+        native={f"{default} {k}": v for k, v in threads.native.items()}
+        | {f"ProcessPoolTaskRunner {k}": v for k, v in pooled.native.items()},
+        seconds={f"{default} {k}": v for k, v in threads.seconds.items()}
+        | {f"ProcessPoolTaskRunner {k}": v for k, v in pooled.seconds.items()},
+        note="; ".join(f"{runner}: {answer}" for runner, answer in answers.items())
+        + f". {threads.note}. {pooled.note}",
+    )
+
+
+@contextlib.contextmanager
+def _api_url_in_environment() -> Iterator[None]:
+    os.environ["PREFECT_API_URL"] = _server.api_url
+    try:
+        yield
+    finally:
+        del os.environ["PREFECT_API_URL"]
 
 
 def _run_timeout() -> dict[str, Observation]:

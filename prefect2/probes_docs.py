@@ -5,7 +5,7 @@ Source links name the installed version's tag, so they show the code that gave t
 
 from __future__ import annotations
 
-from shared_pipeline.probes import Documented
+from shared_pipeline.probes import DEPENDS, NOT_EXPRESSIBLE, Documented
 
 DOCS2 = "https://docs-2.prefect.io/latest"
 DOCS3 = "https://docs.prefect.io/v3"
@@ -59,6 +59,32 @@ def documented(major: int, version: str) -> dict[str, dict[str, Documented]]:
                 "ran",
                 f"{src}/utilities/engine/__init__.py",
             ),
+            # A join waits on its parents' futures: one failed -> NotReady; allow_failure lets
+            # a Failed through. No trigger rules: the flow tests states in Python.
+            "join_default": d(
+                "not run (upstream failed)",
+                f"{src}/utilities/engine.py",
+                "not run (upstream failed)",
+                f"{src}/utilities/engine/__init__.py",
+            ),
+            "join_none_failed": d(
+                NOT_EXPRESSIBLE,
+                f"{DOCS2}/concepts/flows/",
+                NOT_EXPRESSIBLE,
+                f"{DOCS3}/concepts/flows",
+            ),
+            "join_one_failed": d(
+                NOT_EXPRESSIBLE,
+                f"{DOCS2}/concepts/flows/",
+                NOT_EXPRESSIBLE,
+                f"{DOCS3}/concepts/flows",
+            ),
+            "join_all_done": d(
+                "ran",
+                f"{src}/utilities/annotations.py",
+                "ran",
+                f"{src}/utilities/annotations.py",
+            ),
         },
         "retry_semantics": {
             "delay_waited": d(
@@ -93,12 +119,13 @@ def documented(major: int, version: str) -> dict[str, dict[str, Documented]]:
                 "interrupted",
                 f"{src}/_internal/concurrency/cancellation.py",
             ),
-            # Submitted, the task runs in a pool thread in both: the alarm cannot reach it.
+            # Submitted, the task runs in a pool thread in both: the alarm cannot reach it. 3.x
+            # also ships ProcessPoolTaskRunner: there the task runs on its process's main thread.
             "sleep_submitted": d(
                 "ran on",
                 f"{src}/_internal/concurrency/cancellation.py",
-                "ran on",
-                f"{src}/_internal/concurrency/cancellation.py",
+                DEPENDS,
+                f"{src}/task_runners.py",
             ),
             # An async task's timeout is a cancel scope around the awaited call: cancelled at
             # the await, in any thread.

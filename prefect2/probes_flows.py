@@ -9,11 +9,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any
 
 from prefect import allow_failure, flow, task
 from prefect.states import Completed
 from prefect.tasks import task_input_hash
+
+from prefect2.compat import final_states
+
+try:
+    from prefect.task_runners import ProcessPoolTaskRunner  # 3.x
+except ImportError:  # 2.x's core ships no task runner with worker processes
+    ProcessPoolTaskRunner = None
 
 EVENTS: dict[str, list[float]] = defaultdict(list)
 HOOKS: Counter[str] = Counter()
@@ -117,6 +125,27 @@ def tolerant_grandchild() -> None:
     tolerant_c.submit(wait_for=[allow_failure(b)]).wait()
 
 
+@task
+def joined(rule: str) -> str:
+    mark(rule)
+    return rule
+
+
+# No trigger rules: a join waits on its parents' futures (the default), or lets their failures
+# through with allow_failure; "unless a parent failed" is an `if` in the flow.
+@flow
+def joins() -> None:
+    parents = [
+        hop_a.with_options(name="s").submit("skip"),
+        hop_a.with_options(name="f").submit("fail"),
+    ]
+    default = joined.with_options(name="join_default").submit("join_default", wait_for=parents)
+    all_done = joined.with_options(name="join_all_done").submit(
+        "join_all_done", wait_for=[allow_failure(parent) for parent in parents]
+    )
+    final_states([default, all_done])
+
+
 # retry_semantics
 @task(retries=2, retry_delay_seconds=1)
 def flaky() -> int:
@@ -202,6 +231,29 @@ def task_timeout() -> None:
 @flow
 def submitted_timeout() -> None:
     sleeper.submit(3).wait()
+
+
+@task(timeout_seconds=1)
+def sleeper_in_files(seconds: float, marks: str) -> None:
+    """sleeper for a body in another process: it notes the same events in files in `marks`."""
+
+    def note(event: str) -> None:
+        Path(marks, event).write_text(f"{time.monotonic()}")
+
+    note("start")
+    try:
+        time.sleep(seconds)
+    except BaseException:
+        note("stopped")
+        raise
+    note("end")
+
+
+if ProcessPoolTaskRunner is not None:
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
+    def pooled_timeout(marks: str) -> None:
+        sleeper_in_files.submit(3, marks).wait()
 
 
 @flow

@@ -85,6 +85,8 @@ def _q(key: str, asks: str, *answers: str) -> Question:
 
 FINAL, FAILED = "completed", "failed"
 NOT_RUN, NEVER, SKIPPED, RAN = "not run (upstream failed)", "never created", "skipped", "ran"
+JOIN = (RAN, NOT_RUN, SKIPPED)
+DEPENDS = "depends on the runner"  # the engine ships runners that answer differently
 
 PROBES: tuple[Probe, ...] = (
     Probe(
@@ -113,7 +115,7 @@ PROBES: tuple[Probe, ...] = (
         title="Failure and skip two hops down",
         lesson="downstream",
         setup="`a` -> `b` -> `c` with the engine's default dependencies, unless a question says "
-        "otherwise",
+        "otherwise; for a join, `c` has two parents: `s`, skipped on purpose, and `f`, which fails",
         questions=(
             _q("after_failure", "`a` fails: what becomes of `c`", NOT_RUN, FAILED, NEVER),
             _q("after_skip", "`a` is skipped on purpose: what becomes of `c`", SKIPPED, RAN, NEVER),
@@ -132,6 +134,24 @@ PROBES: tuple[Probe, ...] = (
                 NOT_RUN,
                 SKIPPED,
                 NEVER,
+            ),
+            _q("join_default", "A join with the default rule: does `c` run", *JOIN),
+            _q(
+                "join_none_failed",
+                "A join declared to run unless a parent failed (none_failed): does `c` run",
+                *JOIN,
+            ),
+            _q(
+                "join_one_failed",
+                "A join declared to run when a parent failed (one_failed, any_failed): does `c` "
+                "run",
+                *JOIN,
+            ),
+            _q(
+                "join_all_done",
+                "A join declared to run whatever its parents did (all_done, all_finished, "
+                "allow_failure): does `c` run",
+                *JOIN,
             ),
         ),
         threads=(
@@ -180,9 +200,11 @@ PROBES: tuple[Probe, ...] = (
             _q("sleep_in_task", "Is the sleep interrupted at the timeout", "interrupted", "ran on"),
             _q(
                 "sleep_submitted",
-                "The same task submitted to the task runner (run beside the flow, not in place)",
+                "The same task submitted to the task runner (run beside the flow, not in place), "
+                "on each runner the engine ships for that",
                 "interrupted",
                 "ran on",
+                DEPENDS,
             ),
             _q(
                 "sleep_async",

@@ -117,6 +117,39 @@ def two_hops_dag(variant: str) -> DAG:
     return two_hops()
 
 
+# --- two_hops_down, the joins: `s` skipped and `f` failed, upstream of one join per rule ---
+JOIN_RULES = {
+    "join_default": TriggerRule.ALL_SUCCESS,
+    "join_none_failed": TriggerRule.NONE_FAILED,
+    "join_one_failed": TriggerRule.ONE_FAILED,
+    "join_all_done": TriggerRule.ALL_DONE,
+}
+
+
+@task
+def s(out: str) -> None:
+    mark(out, "run", task="s")
+    raise AirflowSkipException("nothing to do today")
+
+
+@task
+def f(out: str) -> None:
+    mark(out, "run", task="f")
+    raise ValueError("f failed")
+
+
+@dag(dag_id="probe_two_hops_joins", **DAG_ARGS)
+def probe_two_hops_joins(out: str = "") -> None:
+    parents = [s(out), f(out)]
+    for rule, trigger_rule in JOIN_RULES.items():
+
+        @task(task_id=rule, trigger_rule=trigger_rule)
+        def joined(out: str, rule: str = rule) -> None:
+            mark(out, "run", task=rule)
+
+        parents >> joined(out)
+
+
 # --- retry_semantics ---
 @task(retries=2, retry_delay=timedelta(seconds=1))
 def flaky(out: str) -> str:
@@ -280,6 +313,7 @@ BUILDERS = {
         f"probe_two_hops_{v}": lambda v=v: two_hops_dag(v)
         for v in ("after_failure", "after_skip", "failed_argument", "tolerant_grandchild")
     },
+    "probe_two_hops_joins": probe_two_hops_joins,
     "probe_retries": probe_retries,
     "probe_blocking_timeout": probe_blocking_timeout,
     "probe_run_timeout": probe_run_timeout,
