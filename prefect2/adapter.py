@@ -44,7 +44,7 @@ PREFECT_ENV = {
 }
 
 
-def _migrated_database(cache: Path) -> Path:
+def migrated_database(cache: Path) -> Path:
     """An empty, migrated Prefect database for this version, made once (about 9 s).
 
     Copying it saves every later session the migrations (4-6 s) at its first flow run.
@@ -82,7 +82,7 @@ class PrefectAdapter:
             (out / "runs" / self.name / ".prefect-home").resolve(),
             ("prefect",),
             _prefect_env,
-            (_migrated_database((out / "runs" / ".cache").resolve()), "prefect.db"),
+            (migrated_database((out / "runs" / ".cache").resolve()), "prefect.db"),
         )
         from prefect2.flows import FLOWS
 

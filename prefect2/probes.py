@@ -11,12 +11,13 @@ import contextlib
 import inspect
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from prefect2.adapter import read_flow_run
+from prefect2.adapter import migrated_database, read_flow_run
 from prefect2.compat import (
     MAJOR,
     VERSION,
@@ -38,9 +39,13 @@ _workdir = Path()  # the probe's own folder, while it runs
 
 
 def start(workdir: Path) -> None:
-    """A fresh Prefect home in `workdir`, then import Prefect and start its API (3.x)."""
+    """A fresh Prefect home in `workdir` with a migrated database, then import Prefect and start
+    its API (3.x).
+    """
     global _flows
     use_prefect_home(workdir)
+    # The session's template (OUT/runs/.cache): migrating a new database takes 5-10 s.
+    shutil.copyfile(migrated_database(workdir.parents[1] / ".cache"), workdir / "prefect.db")
     from prefect2 import probes_flows
 
     _flows = probes_flows

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from datetime import datetime
+from pathlib import Path
 
 import matplotlib
 
@@ -44,6 +46,14 @@ def _style() -> None:
             "svg.hashsalt": "report",
         }
     )
+
+
+def figure_key(*inputs: str) -> str:
+    """Names a figure by everything that draws it: its inputs, this module's code, matplotlib."""
+    digest = hashlib.sha256()
+    for part in (Path(__file__).read_text(), matplotlib.__version__, *inputs):
+        digest.update(part.encode() + b"\0")
+    return digest.hexdigest()
 
 
 def _png(fig: plt.Figure) -> bytes:
