@@ -122,6 +122,7 @@ class AirflowAdapter:
     """One per process: one metadata database, every DAG run with dag.test() on the main thread."""
 
     name = "airflow"
+    runtime = "test mode"
     version = VERSION
     limitations = LIMITATIONS
 

@@ -77,8 +77,19 @@ class LocalAdapter:
     """`prefect1`: flow.run() with the default LocalExecutor: tasks one by one, main thread."""
 
     name = "prefect1"
+    # Prefect 1's deployed runtime is its server, a Docker stack (limitations say why not here).
+    runtime = "test mode"
     version = VERSION
     limitations = [
+        Limitation(
+            feature="deployed",
+            reason="Prefect 1's server (`prefect server start`) is a docker-compose stack of "
+            "images (PostgreSQL, Hasura, GraphQL, Apollo, the UI), and this machine has a Docker "
+            "client but no Docker daemon to run them",
+            workaround="flow.run() in the test process; on the Dask executor the tasks run on "
+            "a cluster's worker processes, as in production",
+            doc="https://docs-v1.prefect.io/orchestration/server/deploy-local.html",
+        ),
         Limitation(
             feature="loop",
             reason="LOOP re-runs one task; a loop of two tasks (train, then evaluate) cannot "
@@ -217,6 +228,7 @@ class DaskAdapter(LocalAdapter):
     """
 
     name = "prefect1-dask"
+    runtime = "flow.run() on a Dask cluster, Prefect 1's production executor"
     limitations = [
         *LocalAdapter.limitations,
         Limitation(

@@ -59,7 +59,7 @@ def migrated_database(cache: Path) -> Path:
     )
 
 
-def _prefect_env(home: Path) -> dict[str, str]:
+def prefect_env(home: Path) -> dict[str, str]:
     return {
         "PREFECT_HOME": str(home),
         "PREFECT_PROFILES_PATH": str(home / "profiles.toml"),
@@ -72,6 +72,7 @@ class PrefectAdapter:
     """One per process: one API (an in-process app on 2.x, one server subprocess on 3.x)."""
 
     limitations: list[Limitation] = []
+    runtime = "test mode"
 
     def __init__(self, out: Path) -> None:
         self.name = f"prefect{MAJOR}"
@@ -81,7 +82,7 @@ class PrefectAdapter:
         self.home = engine_home(
             (out / "runs" / self.name / ".prefect-home").resolve(),
             ("prefect",),
-            _prefect_env,
+            prefect_env,
             (migrated_database((out / "runs" / ".cache").resolve()), "prefect.db"),
         )
         from prefect2.flows import FLOWS
@@ -97,19 +98,23 @@ class PrefectAdapter:
         self.server.start()
         with flow_run_settings(str(Path(run_dir) / "prefect-results")):
             state = self._flows[flow](run_dir, return_state=True)
-        flow_run_id = state.state_details.flow_run_id
         drain_events()
         # 2.x writes every state before the flow returns; 3.x records task runs from events.
-        flow_run, task_runs = read_flow_run(flow_run_id, settle_s=0.0 if MAJOR == 2 else 0.3)
-        origins = cache_origins([run for run, _ in task_runs])
-        return EngineRun(
-            native_state=flow_run.state_name,
-            native_message=flow_run.state.message,
-            outcome=flow_outcome(flow_run.state_type.value, flow_run.state_name),
-            tasks=[_task_record(run, history, origins) for run, history in task_runs],
-            graph_kind="observed",
-            graph=observed_graph([run for run, _ in task_runs], origins),
-        )
+        return read_engine_run(state.state_details.flow_run_id, settle_s=0.0 if MAJOR == 2 else 0.3)
+
+
+def read_engine_run(flow_run_id: Any, settle_s: float = 0.3) -> EngineRun:
+    """What Prefect's API stored about a flow run: its state, its task runs, their graph."""
+    flow_run, task_runs = read_flow_run(flow_run_id, settle_s=settle_s)
+    origins = cache_origins([run for run, _ in task_runs])
+    return EngineRun(
+        native_state=flow_run.state_name,
+        native_message=flow_run.state.message,
+        outcome=flow_outcome(flow_run.state_type.value, flow_run.state_name),
+        tasks=[_task_record(run, history, origins) for run, history in task_runs],
+        graph_kind="observed",
+        graph=observed_graph([run for run, _ in task_runs], origins),
+    )
 
 
 def observed_graph(task_runs: list[Any], origins: dict[Any, str]) -> list[GraphEdge]:

@@ -6,6 +6,8 @@ file path (shared_pipeline/engine_table.py): imports no Prefect.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from shared_pipeline.faults_plan import FaultKind
 from shared_pipeline.vocabulary import StepState
 from shared_pipeline.wiring import Deviation, Rule, Wiring
@@ -57,4 +59,29 @@ PREFECT3 = Wiring(
             doc=f"{PREFECT3_SOURCE}/task_engine.py#L767-L780",
         ),
     ),
+)
+
+# As deployed (a server, a process worker): the same flows, so the same rules until the runs show
+# otherwise; the scenarios where the runtime can change an answer (timeouts, retries and their
+# delays, hooks, parallel branches, resume), on SQLite.
+DEPLOYED_SCENARIOS = (
+    "happy_path",
+    "db_maintenance",
+    "db_down",
+    "api_down",
+    "train_hangs",
+    "train_blocks",
+    "fanout_partial",
+    "resume_after_fix",
+)
+DEPLOYED_REASON = (
+    "the runtime changes where a flow runs (a process the worker starts, its main thread), not "
+    "what the steps read: the scenarios about data (a bad body, bad data) and the loop answer "
+    "the same; the source database is the test mode's concern"
+)
+PREFECT2_DEPLOYED = replace(
+    PREFECT2, scenarios=DEPLOYED_SCENARIOS, scenarios_reason=DEPLOYED_REASON, other_databases=False
+)
+PREFECT3_DEPLOYED = replace(
+    PREFECT3, scenarios=DEPLOYED_SCENARIOS, scenarios_reason=DEPLOYED_REASON, other_databases=False
 )

@@ -266,6 +266,7 @@ class ControlAdapter:
     """Engine adapter for the control: its ledger is the only state store it has."""
 
     name = "python"
+    runtime = "test mode"  # a plain Python program has no other
     version = platform.python_version()
     limitations = [
         Limitation(

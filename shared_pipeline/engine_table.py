@@ -10,6 +10,8 @@ ENGINES = {
     "python": "shared_pipeline.control:ControlAdapter",
     "prefect2": "prefect2.adapter:PrefectAdapter",
     "prefect3": "prefect2.adapter:PrefectAdapter",
+    "prefect2-deployed": "prefect2.deployed:DeployedAdapter",
+    "prefect3-deployed": "prefect2.deployed:DeployedAdapter",
     "prefect1": "prefect1.adapter:LocalAdapter",
     "prefect1-dask": "prefect1.adapter:DaskAdapter",
     # airflow/ is a DAGs folder: as a package it would shadow the installed `airflow`.
@@ -22,6 +24,8 @@ WIRINGS = {
     "python": "shared_pipeline.wiring:DYNAMIC",
     "prefect2": "prefect2/expectations.py:PREFECT2",
     "prefect3": "prefect2/expectations.py:PREFECT3",
+    "prefect2-deployed": "prefect2/expectations.py:PREFECT2_DEPLOYED",
+    "prefect3-deployed": "prefect2/expectations.py:PREFECT3_DEPLOYED",
     "prefect1": "prefect1/expectations.py:LOCAL",
     "prefect1-dask": "prefect1/expectations.py:DASK",
     "airflow": "airflow/expectations.py:AIRFLOW",

@@ -33,6 +33,7 @@ from shared_pipeline.notifications import read_notifications
 from shared_pipeline.records import (
     DEFAULT_BACKEND,
     AttemptLogEntry,
+    EngineNotification,
     FlowRunRecord,
     GraphEdge,
     Limitation,
@@ -65,6 +66,7 @@ class EngineRun(BaseModel):
     tasks: list[TaskRecord]
     graph_kind: str | None = None  # "declared" or "observed": see FlowRunRecord
     graph: list[GraphEdge] = Field(default_factory=list)
+    engine_notifications: list[EngineNotification] = Field(default_factory=list)
 
 
 class EngineAdapter(Protocol):
@@ -75,6 +77,7 @@ class EngineAdapter(Protocol):
 
     name: str  # results/<name>/: python, prefect2, prefect3, ...
     version: str
+    runtime: str  # RunRecord.runtime: "test mode" or "deployed: <what runs the flows>"
     limitations: list[Limitation]
 
     def __init__(self, out: Path) -> None: ...
@@ -331,6 +334,7 @@ def run_scenario(
                     wall_seconds=round(wall, 3),
                     tasks=tasks,
                     notifications=read_notifications(run_dir, number),
+                    engine_notifications=result.engine_notifications,
                     registry_before=before,
                     registry_after=after,
                     registry_effect=registry_effect(before, after),
@@ -354,6 +358,7 @@ def run_scenario(
         settings=settings.model_dump(),
         db_backend=backend,
         runner_pid=os.getpid(),
+        runtime=adapter.runtime,
     )
     # Engines and drivers quote paths in their messages (a socket, a file): committed records
     # name no path of the machine that made them, so the output directory becomes OUT_PLACEHOLDER.

@@ -77,6 +77,18 @@ class Notification(_Strict):
     at: datetime
 
 
+class EngineNotification(_Strict):
+    """What an engine's own notification mechanism (an automation, a notifier, a notification
+    policy) delivered to the session's webhook sink about one flow run.
+    """
+
+    mechanism: str  # e.g. "automation: CallWebhook on prefect.flow-run.Failed"
+    received_at: datetime
+    sender_pid: int | None  # the process that sent it (the server's, a worker's, ...)
+    sender: str | None = None  # which service that pid is, when it is one of the session's
+    payload: dict[str, Any] | str
+
+
 class RegistrySnapshot(_Strict):
     versions: list[int]
     production_version: int | None
@@ -107,6 +119,8 @@ class FlowRunRecord(_Strict):
     wall_seconds: float
     tasks: list[TaskRecord]
     notifications: list[Notification]
+    # Deployed runtimes: what the engine's own mechanism delivered, beside what the hooks wrote.
+    engine_notifications: list[EngineNotification] = Field(default_factory=list)
     registry_before: RegistrySnapshot
     registry_after: RegistrySnapshot
     registry_effect: RegistryEffect
@@ -137,6 +151,8 @@ class RunRecord(_Strict):
     # The process that ran the engine (called flow.run(), dag.test(), ...): the attempt log's
     # pids say whether the tasks ran in it or elsewhere.
     runner_pid: int | None = None
+    # How the engine ran the flows: its local test mode or as deployed (servers, workers).
+    runtime: str = "test mode"
 
 
 def registry_effect(before: RegistrySnapshot, after: RegistrySnapshot) -> RegistryEffect:

@@ -100,6 +100,11 @@ class Wiring:
     rules: tuple[Rule, ...] = ()
     deviations: tuple[Deviation, ...] = ()
     where: str = "shared_pipeline/wiring.py"  # the file that declares it, for error messages
+    # The catalogue's scenarios this wiring runs (None: all) and on which source databases
+    # beyond the default: a second runtime of an engine runs those where it can change an answer.
+    scenarios: tuple[str, ...] | None = None
+    scenarios_reason: str = ""
+    other_databases: bool = True
 
     def applied(
         self, scenario: Scenario, runs: Iterable[FlowRunRecord] = ()

@@ -14,6 +14,7 @@ from filelock import FileLock
 from shared_pipeline.cli import load_adapter
 from shared_pipeline.records import RunRecord, read_record, record_path
 from shared_pipeline.scenarios import get_scenario
+from shared_pipeline.wiring import wiring_of
 
 if TYPE_CHECKING:  # the xdist controller loads this file too, and runs no scenario: it need not
     # import the harness (pandas, scikit-learn, SQLAlchemy: 1.5 CPU-seconds before any worker).
@@ -46,6 +47,12 @@ POSTGRES_SCENARIOS = ("happy_path", "db_maintenance", "db_down")
 
 
 def databases_for(engine: str, scenario_id: str) -> list[str]:
+    """The databases `engine` runs `scenario_id` on (none: not a scenario its wiring runs)."""
+    wiring = wiring_of(engine)
+    if wiring is not None and wiring.scenarios is not None and scenario_id not in wiring.scenarios:
+        return []
+    if wiring is not None and not wiring.other_databases:
+        return [DEFAULT_DB]
     extra = engine == "python" or scenario_id in POSTGRES_SCENARIOS
     return sorted({DEFAULT_DB, "postgres"} if extra else {DEFAULT_DB})
 

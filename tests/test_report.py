@@ -337,3 +337,26 @@ def test_every_probe_answer_in_the_report_comes_from_its_record(report, results:
             asks = questions[key].asks
             row = next(line for line in text.splitlines() if line.startswith(f"| {asks} |"))
             assert seen.answer in row, (path, key)
+
+
+def test_a_deployed_runtime_is_compared_with_its_test_mode_not_given_columns(
+    results: Path, tmp_path: Path
+) -> None:
+    both = tmp_path / "results"
+    shutil.copytree(results, both)
+    record = json.loads((both / "prefect3" / "happy_path.json").read_text())
+    record |= {"engine": "prefect3-deployed", "runtime": "deployed: a server and a worker"}
+    (both / "prefect3-deployed").mkdir(exist_ok=True)
+    (both / "prefect3-deployed" / "happy_path.json").write_text(json.dumps(record))
+
+    files = build(ROOT, tmp_path, both)
+    text = files[Path("REPORT.md")].decode()
+
+    header = next(line for line in text.splitlines() if line.startswith("| question |"))
+    assert "deployed" not in header
+    row = next(
+        line for line in text.splitlines() if line.startswith("| Prefect 3.x") and "1 of 1" in line
+    )
+    assert "1 of 1 scenarios ended in the same shared states" in row
+    page = files[Path("docs", "report", "deployed.md")].decode()
+    assert "deployed: a server and a worker" in page and "[happy_path](happy_path.md)" in page

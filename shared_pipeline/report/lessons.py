@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from shared_pipeline.records import FlowRunRecord, RunRecord
 from shared_pipeline.report.cells import REGISTRY_WORDS, code, interrupted, timeout_lines
+from shared_pipeline.scenarios import CATALOGUE
 from shared_pipeline.vocabulary import STEPS, NotificationEvent, StepState, split_task_id
 
 Get = Callable[[str], RunRecord | None]  # one engine's record of a scenario
@@ -31,9 +32,12 @@ class Lesson:
     question: str  # its heading
     scenarios: tuple[str, ...]  # the evidence, the first one pictured
     features: tuple[str, ...]  # the wirings' marked code shown side by side
-    answer: Callable[[Get], Answer | None]
+    answer: Callable[..., Answer | None]  # (get), or (get, get_deployed) for `deployed`
     setting: Callable[[dict], str] | None = None  # what this suite set, from a record's settings
     picture: str = "timeline"  # "timeline" of the first scenario, "graph", or ""
+    # A lesson about the deployed runtime: `answer(get, get_deployed)`, its evidence on `page`.
+    deployed: bool = False
+    page: str = ""
 
 
 def _states(tasks: list, words: str = "") -> str:
@@ -254,6 +258,58 @@ def _gate_setting(settings: dict) -> str:
     )
 
 
+def _shared_states(record: RunRecord) -> list[tuple]:
+    return [(run.outcome, sorted((t.task, t.state) for t in run.tasks)) for run in record.runs]
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+DEPLOYED_RUNTIME = "deployed"  # the feature of a Limitation that says why there is none
+
+
+def test_mode_against_deployed(get: Get, get_deployed: Get) -> Answer | None:
+    """What changed when the same flows ran as deployed: the shared states, where the flows ran,
+    the time a flow run took, and who told of a failure.
+    """
+    ids = [s.id for s in CATALOGUE]
+    pairs = [(s, t, d) for s in ids if (d := get_deployed(s)) and (t := get(s))]
+    if not pairs:
+        record = next((r for s in ids if (r := get(s)) is not None), None)
+        if record is None:
+            return None
+        if record.runtime != "test mode":
+            return Answer("its own runtime", f"its scenarios already run as {record.runtime}")
+        why = next((lim for lim in record.limitations if lim.feature == DEPLOYED_RUNTIME), None)
+        if why is not None:
+            return Answer("not run here", f"no deployed runtime here; {why.workaround}")
+        return None
+    differ = [s for s, t, d in pairs if _shared_states(t) != _shared_states(d)]
+    same = len(pairs) - len(differ)
+    elsewhere = all(
+        e.pid != d.runner_pid for _, _, d in pairs for run in d.runs for e in run.attempt_log
+    )
+    test_s = _median([run.wall_seconds for _, t, _ in pairs for run in t.runs])
+    deployed_s = _median([run.wall_seconds for _, _, d in pairs for run in d.runs])
+    told = [n for _, _, d in pairs for run in d.runs for n in run.engine_notifications]
+    hooks = sum(len(run.notifications) for _, _, d in pairs for run in d.runs)
+    senders = sorted({n.sender or "an unknown process" for n in told})
+    mechanism = sorted({n.mechanism for n in told})
+    where = "in a process of its own" if elsewhere else "partly in the runner's process"
+    detail = (
+        f"{same} of {len(pairs)} scenarios ended in the same shared states"
+        + (f" (not: {', '.join(differ)})" if differ else "")
+        + f"; each flow run {where}, median {deployed_s:.1f} s against {test_s:.1f} s in test "
+        f"mode; failures told by {'; '.join(mechanism) or 'nothing of the engine'}"
+        + (f" ×{len(told)}, sent by the {', '.join(senders)}" if told else "")
+        + f", beside the hooks' ×{hooks}"
+    )
+    return Answer(f"{same}/{len(pairs)} alike, {deployed_s:.1f} s a run", detail)
+
+
 LESSONS: tuple[Lesson, ...] = (
     Lesson(
         "downstream",
@@ -335,5 +391,16 @@ LESSONS: tuple[Lesson, ...] = (
         final_state,
         _gate_setting,
         picture="",
+    ),
+    Lesson(
+        "deployed",
+        "Test mode against deployed",
+        "Does the engine as deployed answer as its test mode did?",
+        (),
+        (),
+        test_mode_against_deployed,
+        picture="",
+        deployed=True,
+        page="docs/report/deployed.md",
     ),
 )

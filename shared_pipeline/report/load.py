@@ -18,28 +18,42 @@ class Records:
     scenarios: list[str]  # catalogue order, then scenarios the catalogue no longer has
     # Runs on another source database (results/<engine>/<backend>/): backend -> Records.
     other_backends: dict[str, Records] = field(default_factory=dict)
+    # An engine's second runtime (results/<engine>-deployed/): test-mode engine -> scenario ->
+    # record; compared with the test mode in a lesson of its own, not given columns.
+    deployed: dict[str, dict[str, RunRecord]] = field(default_factory=dict)
+
+    def get_deployed(self, engine: str, scenario: str) -> RunRecord | None:
+        return self.deployed.get(engine, {}).get(scenario)
 
     def get(self, engine: str, scenario: str) -> RunRecord | None:
         return self.by_engine.get(engine, {}).get(scenario)
 
     def all(self) -> list[RunRecord]:
-        """Every record, on every source database."""
+        """Every record, on every source database and runtime."""
         own = [r for records in self.by_engine.values() for r in records.values()]
-        return own + [r for other in self.other_backends.values() for r in other.all()]
+        deployed = [r for records in self.deployed.values() for r in records.values()]
+        return own + deployed + [r for other in self.other_backends.values() for r in other.all()]
 
     def count(self) -> int:
         own = sum(len(records) for records in self.by_engine.values())
         return own + sum(other.count() for other in self.other_backends.values())
 
 
+DEPLOYED = "-deployed"  # the engine name of a test-mode engine's deployed runtime
+
+
 def _index(paths: list[Path]) -> Records:
     by_engine: dict[str, dict[str, RunRecord]] = {}
+    deployed: dict[str, dict[str, RunRecord]] = {}
     for path in paths:
         record = read_record(path)
-        by_engine.setdefault(record.engine, {})[record.scenario] = record
+        if record.engine.endswith(DEPLOYED):
+            deployed.setdefault(record.engine.removesuffix(DEPLOYED), {})[record.scenario] = record
+        else:
+            by_engine.setdefault(record.engine, {})[record.scenario] = record
     seen = {scenario for records in by_engine.values() for scenario in records}
     scenarios = [s.id for s in CATALOGUE if s.id in seen] + sorted(seen - set(SCENARIOS))
-    return Records(by_engine, engine_order(list(by_engine)), scenarios)
+    return Records(by_engine, engine_order(list(by_engine)), scenarios, deployed=deployed)
 
 
 def load_records(results: Path) -> Records:

@@ -285,6 +285,59 @@ def _differences(mine: RunRecord, other: RunRecord) -> list[str]:
     return out
 
 
+def deployed_page(report: Report) -> str:
+    """Each engine's deployed runtime against its test mode, scenario by scenario: what differed
+    in the engine's own states, the time per flow run, and who told of a failure.
+    """
+    lines = [GENERATED, "", f"[REPORT.md]({BACK}) › test mode against deployed", ""]
+    lines += ["# Test mode against deployed: the same flows, run as their users run them", ""]
+    records = report.records
+    for key in records.engines:
+        deployed = records.deployed.get(key)
+        if not deployed:
+            continue
+        first = next(iter(deployed.values()))
+        lines += [
+            f'<a id="{key}"></a>',
+            "",
+            f"## {report.label(key)}",
+            "",
+            f"Its runtime: {first.runtime}. Where the native states or attempts differ, each "
+            "side's; the flow runs' seconds; what the engine's own notification mechanism "
+            "delivered to the session's webhook sink, and from which process.",
+            "",
+            "| scenario | test mode | deployed | flow run s (test → deployed) | engine told |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for scenario, mine in deployed.items():
+            test = records.get(key, scenario)
+            if test is None:
+                continue
+            ours, theirs = _differences(test, mine), _differences(mine, test)
+            seconds = " + ".join(f"{r.wall_seconds:.1f}" for r in test.runs)
+            seconds += " → " + " + ".join(f"{r.wall_seconds:.1f}" for r in mine.runs)
+            told = [
+                f"{n.sender or f'pid {n.sender_pid}'}: {code(_told(n.payload))}"
+                for run in mine.runs
+                for n in run.engine_notifications
+            ]
+            lines.append(
+                f"| [{scenario}]({scenario}.md) | {'<br>'.join(ours) or 'same'} | "
+                f"{'<br>'.join(theirs) or 'same'} | {seconds} | {'<br>'.join(told) or '—'} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _told(payload: object) -> str:
+    """A notification's payload, short: its state and run, or its first words."""
+    if isinstance(payload, dict):
+        state = payload.get("state") or payload.get("subject") or ""
+        run = payload.get("flow_run") or payload.get("body") or ""
+        return f"{state} {run}".strip()[:80]
+    return str(payload)[:80]
+
+
 def probes_page(report: Report) -> str:
     """Every probe, every engine: the answer, what the engine's store said, the hooks that fired,
     the times measured, how it was asked, and the documentation behind the expected answer.

@@ -64,7 +64,7 @@ def _lessons_of(item: Rule | Deviation | Limitation) -> frozenset[str]:
             found |= {"fallback", "final-state"}
         return frozenset(found)
     if isinstance(item, Deviation):
-        return frozenset(lesson.key for lesson in LESSONS if lesson.scenarios[0] == item.scenario)
+        return frozenset(x.key for x in LESSONS if x.scenarios[:1] == (item.scenario,))
     feature = item.feature.rstrip("s")
     return frozenset(
         lesson.key
@@ -100,7 +100,14 @@ class Report:
         self.notes, self.noted = self._notes()
         self.probes = load_probes(results)
         self.answers: dict[tuple[str, str], Answer | None] = {
-            (lesson.key, key): lesson.answer(lambda s, k=key: self.records.get(k, s))
+            (lesson.key, key): (
+                lesson.answer(
+                    lambda s, k=key: self.records.get(k, s),
+                    lambda s, k=key: self.records.get_deployed(k, s),
+                )
+                if lesson.deployed
+                else lesson.answer(lambda s, k=key: self.records.get(k, s))
+            )
             for lesson in LESSONS
             for key in self.records.engines
         }
@@ -421,6 +428,11 @@ class Report:
         if evidence:
             pages = ", ".join(f"[{s}]({self.page(s)})" for s in evidence)
             lines += ["", f"Evidence, each engine's records: {pages}."]
+        if lesson.page and Path(lesson.page) in self.pages:
+            lines += [
+                "",
+                f"Evidence, scenario by scenario: [{lesson.label.lower()}]({lesson.page}).",
+            ]
         settings = self._settings()
         if lesson.setting and settings:
             lines += ["", *wrap(f"**This suite's setting**: {lesson.setting(settings)}.")]
@@ -436,7 +448,7 @@ class Report:
         lines += self.probe_tables(lesson)
         for feature in lesson.features:
             lines += self.code_table(feature)
-        first = lesson.scenarios[0]
+        first = lesson.scenarios[0] if lesson.scenarios else ""
         if lesson.picture == "timeline" and self.records.get(self.records.engines[0], first):
             image = (FIGURES / f"timeline-{first}.png").as_posix()
             lines += ["", f"![{first}: each engine's task attempts over time]({image})"]
@@ -719,6 +731,8 @@ class Report:
             self.pages[FIGURES / "prefect-majors.md"] = pages.majors_page(self)
             if self.probes:
                 self.pages[FIGURES / "probes.md"] = pages.probes_page(self)
+            if self.records.deployed:
+                self.pages[FIGURES / "deployed.md"] = pages.deployed_page(self)
             if bench.page:
                 self.pages[FIGURES / "bench.md"] = pages.bench_page(self, bench.page)
             lines = [

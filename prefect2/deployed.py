@@ -1,0 +1,228 @@
+"""Prefect 2.x and 3.x as deployed: `prefect server start` on loopback, a process work pool served
+by `prefect worker start`, the project's flows deployed from this checkout, and each flow run
+started through the API (`run_deployment`) and read back from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from prefect2.adapter import migrated_database, prefect_env, read_engine_run
+from prefect2.compat import MAJOR, VERSION
+from shared_pipeline.harness import EngineRun
+from shared_pipeline.headroom import over
+from shared_pipeline.records import EngineNotification, Limitation
+from shared_pipeline.services import Service, free_port, service_of
+from shared_pipeline.vocabulary import FlowOutcome
+from shared_pipeline.webhook_sink import WebhookSink, wait_for
+from shared_pipeline.workdirs import SharedService, engine_home
+
+ROOT = Path(__file__).resolve().parents[1]
+POOL = "pipeline"
+DEPLOYMENT = "deployed"
+# Each of the project's flows, as deployed: its name in Prefect and its entrypoint here.
+FLOWS = {
+    "train": ("train-pipeline", "prefect2/flows.py:train_pipeline"),
+    "retrain": ("retrain-until-good", "prefect2/flows.py:retrain_until_good"),
+}
+# Measured beside a busy core: the 3.x server healthy in 16-18 s (2.x sooner), `work-pool
+# create` 2.2 s, a worker registered in 2.4 s (2.x 4.9 s), a deployment 0.4 s.
+SERVER_START_S = 18.0
+CLI_S = 5.0
+# The slowest scenario's flow run under the worker took about 30 s (most of it timeouts and
+# retry delays it waits on purpose, and the flow's own process starting).
+FLOW_RUN_S = 30.0
+
+
+def _cli() -> str:
+    # The CLI beside this interpreter: Prefect 2.x has no `python -m prefect`.
+    return str(Path(sys.executable).with_name("prefect"))
+
+
+class DeployedAdapter:
+    """`prefect2-deployed` / `prefect3-deployed`: one server and one worker per session, shared by
+    its processes (`pytest -n 2`); each flow run is a process the worker starts, as in production.
+    """
+
+    limitations: list[Limitation] = []
+    runtime = "deployed: prefect server, a process work pool and its worker"
+
+    def __init__(self, out: Path) -> None:
+        self.name = f"prefect{MAJOR}-deployed"
+        self.version = VERSION
+        runs = (out / "runs" / self.name).resolve()
+        self.cache = (out / "runs" / ".cache").resolve()
+        self.services_home = runs / ".services"
+        self._services: list[Service] = []
+        self._sink: WebhookSink | None = None
+        self.sink_log = self.services_home / "webhooks.jsonl"
+        os.environ.pop("PREFECT_API_URL", None)  # never somebody's real server
+        # This process is a client of the session's server, with a home of its own.
+        engine_home(runs / ".client-home", ("prefect",), prefect_env)
+        self._shared = SharedService(runs / ".shared")
+        os.environ["PREFECT_API_URL"] = self._shared.join(self._start_services)
+
+    def _start_services(self) -> str:
+        """Server, work pool, worker and deployments: once per session, by the first process."""
+        home = self.services_home
+        home.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        api_url = f"http://127.0.0.1:{port}/api"
+        server_home = home / "server"
+        server_home.mkdir(exist_ok=True)
+        (server_home / "prefect.db").write_bytes(migrated_database(self.cache).read_bytes())
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},
+            **prefect_env(server_home),
+            "HOME": str(home),  # a CLI without it writes ~/.prefect
+            "PREFECT_SERVER_UI_API_URL": api_url,  # else the UI asks port 4200
+        }
+        server = Service(
+            "prefect server",
+            [_cli(), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env,
+            home / "server.log",
+            health=f"{api_url}/health",
+        )
+        self._services.append(server.start(over(SERVER_START_S)))
+        client = {**env, "PREFECT_API_URL": api_url}
+        subprocess.run(
+            [_cli(), "work-pool", "create", POOL, "--type", "process"],
+            env=client,
+            cwd=home,
+            check=True,
+            capture_output=True,
+            timeout=over(CLI_S),
+        )
+        # The worker asks for due runs every 10 s by default: every second here, so a flow run
+        # starts about as soon as it is created.
+        worker = Service(
+            "prefect worker",
+            [_cli(), "worker", "start", "--pool", POOL],
+            {**client, "PREFECT_WORKER_QUERY_SECONDS": "1"},
+            home / "worker.log",
+        )
+        self._services.append(worker.start(over(CLI_S)))
+        os.environ["PREFECT_API_URL"] = api_url
+        from prefect import flow
+
+        for _, entrypoint in FLOWS.values():
+            deployable = flow.from_source(source=str(ROOT), entrypoint=entrypoint)
+            with contextlib.redirect_stdout(io.StringIO()):  # its table of what it deployed
+                deployable.deploy(
+                    name=DEPLOYMENT,
+                    work_pool_name=POOL,
+                    ignore_warnings=True,
+                    print_next_steps=False,
+                )
+        self._sink = WebhookSink(self.sink_log).start()
+        notify_on_failure(self._sink.url)
+        return api_url
+
+    def close(self) -> None:
+        self._shared.leave(self._stop_services)
+
+    def _stop_services(self) -> None:
+        while self._services:
+            self._services.pop().stop()  # the worker first, then the server
+        if self._sink is not None:
+            self._sink.stop()
+
+    def run_flow(self, run_dir: str, flow: str, resume: bool = False) -> EngineRun:
+        # A resumed run needs nothing else: the cache keys find the results the last one left.
+        from prefect.deployments import run_deployment
+
+        name, _ = FLOWS[flow]
+        flow_run = run_deployment(
+            name=f"{name}/{DEPLOYMENT}",
+            parameters={"run_dir": run_dir},
+            # As in the test mode (flow_run_settings): results in the run directory.
+            job_variables={"env": {"PREFECT_LOCAL_STORAGE_PATH": f"{run_dir}/prefect-results"}},
+            timeout=over(FLOW_RUN_S),
+            poll_interval=0.2,
+        )
+        run = read_engine_run(flow_run.id)
+        if run.outcome is FlowOutcome.FAILED:
+            # The notification follows the Failed state (0.1 s on 3.x, 1.5 s on 2.x, measured).
+            delivered = wait_for(self.sink_log, lambda r: _about(r, flow_run), over(2))
+            run.engine_notifications = [self._notification(r) for r in delivered]
+        return run
+
+    def _notification(self, request: dict[str, Any]) -> EngineNotification:
+        return EngineNotification(
+            mechanism=MECHANISM,
+            received_at=request["received_at"],
+            sender_pid=request["sender_pid"],
+            sender=service_of(self.services_home, request["sender_pid"]),
+            payload=request["payload"],
+        )
+
+
+def _about(request: dict[str, Any], flow_run: Any) -> bool:
+    """Whether a webhook request is about `flow_run` (3.x sends its id, 2.x its name in text)."""
+    payload = request["payload"]
+    if isinstance(payload, dict) and payload.get("flow_run_id") == str(flow_run.id):
+        return True
+    return str(flow_run.id) in json.dumps(payload)
+
+
+if MAJOR >= 3:
+    MECHANISM = "automation: CallWebhook when a flow run enters Failed"
+
+    def notify_on_failure(url: str) -> None:
+        """An automation: on a flow run's Failed event, POST the run to `url` (a Webhook block)."""
+        from prefect.automations import Automation
+        from prefect.blocks.webhook import Webhook
+        from prefect.events.actions import CallWebhook
+        from prefect.events.schemas.automations import EventTrigger, Posture
+
+        block = Webhook(method="POST", url=url).save("notification-sink", overwrite=True)
+        Automation(
+            name="notify-failed-flow-runs",
+            trigger=EventTrigger(
+                expect={"prefect.flow-run.Failed"},
+                match={"prefect.resource.id": "prefect.flow-run.*"},
+                posture=Posture.Reactive,
+                threshold=1,
+                within=0,
+            ),
+            actions=[
+                CallWebhook(
+                    block_document_id=block,
+                    payload='{"flow_run_id": "{{ flow_run.id }}", "flow_run": '
+                    '"{{ flow_run.name }}", "state": "{{ flow_run.state.name }}"}',
+                )
+            ],
+        ).create()
+
+else:
+    MECHANISM = "flow run notification policy: a custom webhook on Failed"
+
+    def notify_on_failure(url: str) -> None:
+        """2.x's flow-run notification policy: on Failed, the server calls a webhook block."""
+        from prefect import get_client
+        from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+        block = CustomWebhookNotificationBlock(
+            name="notification-sink",
+            url=url,
+            method="POST",
+            json_data={"subject": "{{subject}}", "body": "{{body}}"},
+        )
+        block_id = block.save("notification-sink", overwrite=True)
+
+        async def create_policy() -> None:  # 2.x's sync client has no such method
+            async with get_client() as client:
+                await client.create_flow_run_notification_policy(
+                    block_document_id=block_id, is_active=True, state_names=["Failed"], tags=[]
+                )
+
+        asyncio.run(create_policy())

@@ -1,0 +1,115 @@
+"""Checks of an engine as deployed (its servers, workers, schedulers), run in the `deployed` nox
+session: none of their processes outlives the run that started them, also when it is
+interrupted midway (Ctrl-C), and none writes outside the output directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from process_support import alive, wait_gone
+
+from shared_pipeline.faults import read_attempt_log
+from shared_pipeline.headroom import over
+
+
+def _environ_mentions(pid: int, marker: bytes) -> bool:
+    try:
+        return marker in Path(f"/proc/{pid}/environ").read_bytes()
+    except (FileNotFoundError, PermissionError, ProcessLookupError):
+        return False
+
+
+def _processes_mentioning(marker: Path) -> list[int]:
+    """Running processes whose environment names `marker` (the services and their children)."""
+    pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+    return [
+        p for p in pids if p != os.getpid() and alive(p) and _environ_mentions(p, bytes(marker))
+    ]
+
+
+def _wait_for_attempt(
+    process: subprocess.Popen[bytes], out: Path, engine: str, step: str, limit_s: float
+) -> None:
+    """Until the scenario's flow run has begun `step` (the steps' own attempt log says so)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended (status {process.returncode}) before {step}")
+        for run_dir in (out / "runs" / engine).glob("train_hangs-*"):
+            if (run_dir / "attempts.db").exists() and any(
+                entry["step"] == step for entry in read_attempt_log(run_dir)
+            ):
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"the flow run never began {step} within {limit_s:.0f} s")
+
+
+def test_an_interrupted_run_leaves_no_service_behind(
+    tmp_path: Path, pipeline_out: Path, engine_name: str
+) -> None:
+    out, home = tmp_path / "out", tmp_path / "home"
+    home.mkdir()
+    cache = pipeline_out / "runs" / ".cache"
+    if cache.exists():  # the session's templates (source data, migrated databases)
+        shutil.copytree(cache, out / "runs" / ".cache")
+    log = (tmp_path / "run.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shared_pipeline", "run", "--engine", engine_name]
+        + ["--scenario", "train_hangs", "--out", str(out)],
+        cwd=tmp_path,
+        env={**os.environ, "HOME": str(home), "COLUMNS": "200"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # a terminal's foreground job: Ctrl-C signals this group
+    )
+    try:
+        # Services up (about 20 s beside a busy core), then the flow run's process started.
+        try:
+            _wait_for_attempt(process, out, engine_name, "train", over(40))
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}:\n{(tmp_path / 'run.log').read_text()[-3000:]}") from exc
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=over(10))
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+    text = (tmp_path / "run.log").read_text()
+
+    pids = {p: int(p.read_text()) for p in out.rglob(".services/*.pid")}
+    assert pids, f"no service was started:\n{text[-3000:]}"
+    for path, pid in pids.items():
+        assert wait_gone(pid), f"{path.stem} ({pid}) outlived the interrupted run"
+    services = next(out.rglob(".services"))
+    assert wait_gone_all(services), (
+        f"processes of {services} remain: {_processes_mentioning(services)}"
+    )
+    assert list(home.iterdir()) == [], "the run wrote into HOME"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out", "run.log"]
+
+
+def wait_gone_all(marker: Path, limit_s: float = 15.0) -> bool:
+    deadline = time.monotonic() + limit_s
+    while _processes_mentioning(marker):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def test_a_failed_run_is_told_once_by_the_engines_own_mechanism(scenario_run) -> None:
+    run = scenario_run("db_down").runs[0]
+
+    assert run.outcome.value == "failed"
+    assert len(run.engine_notifications) == 1, run.engine_notifications
+    told = run.engine_notifications[0]
+    assert told.sender == "server", told  # the API server's services sent it, not the flow
+    assert "Failed" in str(told.payload)
+    assert run.notifications, "the flow's own failure hook wrote nothing"
