@@ -292,19 +292,27 @@ def deployed_page(report: Report) -> str:
     lines = [GENERATED, "", f"[REPORT.md]({BACK}) › test mode against deployed", ""]
     lines += ["# Test mode against deployed: the same flows, run as their users run them", ""]
     records = report.records
-    for key in records.engines:
-        deployed = records.deployed.get(key)
-        if not deployed:
-            continue
-        first = next(iter(deployed.values()))
+    keys = [key for key in records.engines if records.deployed.get(key)]
+    lines += [
+        "Each engine's deployed runtime ran the same flow files as its test mode. Per scenario: "
+        "where the native states or attempts differ, each side's; the flow runs' seconds; what "
+        "the engine's own notification mechanism delivered to the session's webhook sink, and "
+        "from which of its processes.",
+        "",
+        "| engine | deployed as |",
+        "| --- | --- |",
+        *(
+            f"| [{report.label(k)}](#{k}) | {next(iter(records.deployed[k].values())).runtime} |"
+            for k in keys
+        ),
+        "",
+    ]
+    for key in keys:
+        deployed = records.deployed[key]
         lines += [
             f'<a id="{key}"></a>',
             "",
             f"## {report.label(key)}",
-            "",
-            f"Its runtime: {first.runtime}. Where the native states or attempts differ, each "
-            "side's; the flow runs' seconds; what the engine's own notification mechanism "
-            "delivered to the session's webhook sink, and from which process.",
             "",
             "| scenario | test mode | deployed | flow run s (test → deployed) | engine told |",
             "| --- | --- | --- | --- | --- |",
