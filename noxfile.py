@@ -167,9 +167,9 @@ def airflow(session: nox.Session) -> None:
 
 
 # The engines with a deployed runtime beside their test mode, with what their venv needs. Not
-# in the test command yet: its ~2 x 2.5 min beside a busy core would take the command past its
-# 20 minutes until the speed work makes room.
-DEPLOYED = {"prefect2": PREFECT["2"], "prefect3": PREFECT["3"]}
+# in the test command yet: its 2 x 2-2.5 min (Prefect) and ~7 min (Airflow) of pytest would take
+# the command past its 20 minutes until the speed work makes room.
+DEPLOYED = {"prefect2": PREFECT["2"], "prefect3": PREFECT["3"], "airflow": AIRFLOW}
 
 
 @nox.session(python=PYTHON)

@@ -16,6 +16,7 @@ from shared_pipeline.wiring import (
     Rule,
     Wiring,
     as_step,
+    deployed,
     joins,
     unmapped_children,
 )
@@ -108,3 +109,7 @@ AIRFLOW = Wiring(
         ),
     ),
 )
+
+# Under its scheduler (api-server, scheduler, dag-processor): the same DAG files, so the same
+# rules until the runs show otherwise.
+AIRFLOW_DEPLOYED = deployed(AIRFLOW)

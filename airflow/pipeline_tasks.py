@@ -11,6 +11,7 @@ from typing import Any
 
 from airflow.sdk import Param, TaskGroup, TriggerRule, task
 from callbacks import notify_dag_failed, notify_task_failed, notify_task_retry
+from notifiers import WebhookNotifier
 
 from shared_pipeline import steps
 from shared_pipeline.settings import Settings
@@ -22,7 +23,7 @@ DAG_ARGS: dict[str, Any] = {
     # Type and description of the DAG functions' `run_dir` argument (a DAG param), for the UI.
     "params": {"run_dir": Param("", type="string", description="the scenario's run directory")},
     # report: begin notifications
-    "on_failure_callback": notify_dag_failed,
+    "on_failure_callback": [notify_dag_failed, WebhookNotifier()],
     "default_args": {
         "on_failure_callback": notify_task_failed,
         "on_retry_callback": notify_task_retry,

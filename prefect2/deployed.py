@@ -161,7 +161,7 @@ class DeployedAdapter:
             mechanism=MECHANISM,
             received_at=request["received_at"],
             sender_pid=request["sender_pid"],
-            sender=service_of(self.services_home, request["sender_pid"]),
+            sender=service_of(self.services_home, request.get("sender_group")),
             payload=request["payload"],
         )
 

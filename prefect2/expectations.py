@@ -6,11 +6,9 @@ file path (shared_pipeline/engine_table.py): imports no Prefect.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from shared_pipeline.faults_plan import FaultKind
 from shared_pipeline.vocabulary import StepState
-from shared_pipeline.wiring import Deviation, Rule, Wiring
+from shared_pipeline.wiring import Deviation, Rule, Wiring, deployed
 
 SOURCE = "https://github.com/PrefectHQ/prefect/blob/{version}/src/prefect"
 PREFECT2_SOURCE = SOURCE.format(version="2.20.27")
@@ -62,26 +60,6 @@ PREFECT3 = Wiring(
 )
 
 # As deployed (a server, a process worker): the same flows, so the same rules until the runs show
-# otherwise; the scenarios where the runtime can change an answer (timeouts, retries and their
-# delays, hooks, parallel branches, resume), on SQLite.
-DEPLOYED_SCENARIOS = (
-    "happy_path",
-    "db_maintenance",
-    "db_down",
-    "api_down",
-    "train_hangs",
-    "train_blocks",
-    "fanout_partial",
-    "resume_after_fix",
-)
-DEPLOYED_REASON = (
-    "the runtime changes where a flow runs (a process the worker starts, its main thread), not "
-    "what the steps read: the scenarios about data (a bad body, bad data) and the loop answer "
-    "the same; the source database is the test mode's concern"
-)
-PREFECT2_DEPLOYED = replace(
-    PREFECT2, scenarios=DEPLOYED_SCENARIOS, scenarios_reason=DEPLOYED_REASON, other_databases=False
-)
-PREFECT3_DEPLOYED = replace(
-    PREFECT3, scenarios=DEPLOYED_SCENARIOS, scenarios_reason=DEPLOYED_REASON, other_databases=False
-)
+# otherwise.
+PREFECT2_DEPLOYED = deployed(PREFECT2)
+PREFECT3_DEPLOYED = deployed(PREFECT3)

@@ -16,6 +16,7 @@ ENGINES = {
     "prefect1-dask": "prefect1.adapter:DaskAdapter",
     # airflow/ is a DAGs folder: as a package it would shadow the installed `airflow`.
     "airflow": "airflow/adapter.py:AirflowAdapter",
+    "airflow-deployed": "airflow/deployed.py:DeployedAdapter",
 }
 
 # Engine name -> "module:name" or "file.py:name" of its Wiring (shared_pipeline/wiring.py), loaded
@@ -29,6 +30,7 @@ WIRINGS = {
     "prefect1": "prefect1/expectations.py:LOCAL",
     "prefect1-dask": "prefect1/expectations.py:DASK",
     "airflow": "airflow/expectations.py:AIRFLOW",
+    "airflow-deployed": "airflow/expectations.py:AIRFLOW_DEPLOYED",
 }
 
 # Engine name -> module answering the semantics probes (shared_pipeline/probing.py). The plain-

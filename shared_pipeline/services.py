@@ -144,15 +144,9 @@ def stop_all() -> None:
         _RUNNING[-1].stop()
 
 
-def service_of(folder: Path, pid: int | None) -> str | None:
-    """Which of the services logged in `folder` a process belongs to: each is a process group of
+def service_of(folder: Path, group: int | None) -> str | None:
+    """Which of the services logged in `folder` a process group is: each service is a group of
     its own, led by the pid beside its log ("server" for server.pid).
     """
-    if pid is None:
-        return None
-    try:
-        group = os.getpgid(pid)
-    except ProcessLookupError:
-        return None
     leaders = {int(p.read_text()): p.stem for p in folder.glob("*.pid")}
-    return leaders.get(group)
+    return leaders.get(group) if group is not None else None

@@ -5,6 +5,7 @@ one JSON line in a file, with when it arrived and from which process.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -34,6 +35,13 @@ def _sender(port: int) -> int | None:
         except OSError:
             continue
     return None
+
+
+def _group(pid: int | None) -> int | None:
+    try:
+        return os.getpgid(pid) if pid is not None else None
+    except ProcessLookupError:
+        return None
 
 
 class WebhookSink:
@@ -76,10 +84,14 @@ class WebhookSink:
                 payload = json.loads(payload)
         except ValueError:
             payload = text
+        pid = _sender(client_port)
         line = {
             "received_at": datetime.now(UTC).isoformat(),
             "path": path,
-            "sender_pid": _sender(client_port),
+            "sender_pid": pid,
+            # Its process group, while it still runs: which service it belongs to (the sender may
+            # be a short-lived child of one, gone by the time anyone asks).
+            "sender_group": _group(pid),
             "payload": payload,
         }
         with self._lock, self.log.open("a") as f:

@@ -248,6 +248,32 @@ def wiring_of(engine: str) -> Wiring | None:
 
 DYNAMIC = Wiring()  # the plain-Python control: a dynamic flow, nothing added
 
+# What a second runtime of an engine (its servers and workers) runs: the scenarios where the
+# runtime can change an answer (timeouts, retries and their delays, hooks, parallel branches,
+# resume), on the default database.
+RUNTIME_SCENARIOS = (
+    "happy_path",
+    "db_maintenance",
+    "db_down",
+    "api_down",
+    "train_hangs",
+    "train_blocks",
+    "fanout_partial",
+    "resume_after_fix",
+)
+RUNTIME_REASON = (
+    "the runtime changes where a flow runs (a process a worker starts, its main thread), not "
+    "what the steps read: the scenarios about data (a bad body, bad data) and the loop answer "
+    "the same; the source database is the test mode's concern"
+)
+
+
+def deployed(wiring: Wiring) -> Wiring:
+    """A wiring's engine as deployed: the same declarations, on RUNTIME_SCENARIOS only."""
+    return replace(
+        wiring, scenarios=RUNTIME_SCENARIOS, scenarios_reason=RUNTIME_REASON, other_databases=False
+    )
+
 
 def expectations(scenario: Scenario, engine: str) -> list[RunExpectation]:
     return expected(scenario, wiring_of(engine))

@@ -110,6 +110,8 @@ def test_a_failed_run_is_told_once_by_the_engines_own_mechanism(scenario_run) ->
     assert run.outcome.value == "failed"
     assert len(run.engine_notifications) == 1, run.engine_notifications
     told = run.engine_notifications[0]
-    assert told.sender == "server", told  # the API server's services sent it, not the flow
-    assert "Failed" in str(told.payload)
+    # One of the session's services sent it (Prefect's server, Airflow's dag-processor), not the
+    # flow's own process.
+    assert told.sender in ("server", "dag-processor"), told
+    assert "failed" in str(told.payload).lower()
     assert run.notifications, "the flow's own failure hook wrote nothing"

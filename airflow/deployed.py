@@ -1,0 +1,261 @@
+"""Airflow 3 as deployed: api-server, scheduler and dag-processor with the LocalExecutor on one
+metadata database, the same DAG files, each DAG run triggered and read back through the public
+REST API, and a failed run resumed with the REST API's clear (the UI's "Clear").
+
+Loaded by file path, as adapter.py is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from shared_pipeline.context import current_run
+from shared_pipeline.harness import EngineRun
+from shared_pipeline.headroom import over
+from shared_pipeline.loading import load_module
+from shared_pipeline.notifications import read_notifications
+from shared_pipeline.records import (
+    EngineNotification,
+    GraphEdge,
+    Limitation,
+    NativeState,
+    TaskRecord,
+)
+from shared_pipeline.services import Service, free_port, service_of
+from shared_pipeline.webhook_sink import WebhookSink, wait_for
+from shared_pipeline.workdirs import SharedService
+
+ADAPTER = load_module("airflow/adapter.py")
+HOME = ADAPTER.HOME
+# Measured beside a busy core: api-server, scheduler and dag-processor all healthy in about 7 s;
+# the DAG files parsed and serialized within about 10 s of that.
+START_S = 10.0
+PARSE_S = 10.0
+SINK = "notification_sink"  # the connection airflow/notifiers.py tells
+MECHANISM = "notifier: WebhookNotifier (a BaseNotifier) as the DAG's on_failure_callback"
+# A DAG's failure callback ran 1-4 s after its run failed, in a dag-processor child.
+DAG_CALLBACK_S = 4.0
+# The slowest DAG run took 106 s beside a busy core (db_maintenance: its retry delays, and
+# every task a process of its own that parses the DAG file first).
+DAG_RUN_S = 110.0
+
+
+def _call(base: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    request = urllib.request.Request(
+        f"{base}/api/v2{path}",
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=over(2)) as answer:
+        return json.loads(answer.read() or b"null")
+
+
+def _wait_for_dag_callback(run_dir: str) -> None:
+    """A DAG's on_failure_callback runs in the dag-processor after the run is failed (1-4 s
+    later, measured): wait for the notification it writes, or it lands in the next flow run.
+    """
+    run = current_run(run_dir)
+    deadline = time.monotonic() + over(DAG_CALLBACK_S)
+    while time.monotonic() < deadline:
+        if any(n["event"] == "flow_failed" for n in read_notifications(run_dir, run)):
+            return
+        time.sleep(0.2)
+
+
+class DeployedAdapter:
+    """`airflow-deployed`: the three services once per session, shared by its processes."""
+
+    name = "airflow-deployed"
+    runtime = "deployed: api-server, scheduler and dag-processor, LocalExecutor"
+    version = ADAPTER.VERSION
+    limitations: list[Limitation] = []
+
+    def __init__(self, out: Path) -> None:
+        runs = (out / "runs" / self.name).resolve()
+        self.cache = (out / "runs" / ".cache").resolve()
+        self.services_home = runs / ".services"
+        self._services: list[Service] = []
+        self._sink: WebhookSink | None = None
+        self.sink_log = self.services_home / "webhooks.jsonl"
+        self._shared = SharedService(runs / ".shared")
+        self.base = self._shared.join(self._start_services)
+
+    def _start_services(self) -> str:
+        home = self.services_home / "airflow-home"
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "airflow.db").write_bytes(ADAPTER._migrated_database(self.cache).read_bytes())
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
+            **ADAPTER._airflow_env(home),
+            "HOME": str(self.services_home),  # a CLI without AIRFLOW_HOME writes ~/airflow
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            # Tasks report to the execution API of the api-server, with tokens it signs.
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
+            "AIRFLOW__API__BASE_URL": base,
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",  # no login on loopback
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        }
+        cli = str(HOME.airflow_cli())
+        api = Service(
+            "api-server",
+            [cli, "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            env,
+            self.services_home / "api-server.log",
+            health=f"{base}/api/v2/monitor/health",
+        )
+        self._services.append(api.start(over(START_S)))
+        for name in ("scheduler", "dag-processor"):
+            service = Service(name, [cli, name], env, self.services_home / f"{name}.log")
+            self._services.append(service.start(over(START_S)))
+        deadline = time.monotonic() + over(PARSE_S)
+        for dag_id in ADAPTER.DAG_IDS.values():
+            while True:
+                try:
+                    _call(base, "GET", f"/dags/{dag_id}")
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+        # The DAGs' WebhookNotifier tells the connection `notification_sink`: the session's sink.
+        self._sink = WebhookSink(self.sink_log).start()
+        port = int(self._sink.url.split(":")[2].split("/")[0])
+        _call(
+            base,
+            "POST",
+            "/connections",
+            {"connection_id": SINK, "conn_type": "http", "host": "127.0.0.1", "port": port},
+        )
+        return base
+
+    def close(self) -> None:
+        self._shared.leave(self._stop_services)
+
+    def _stop_services(self) -> None:
+        while self._services:
+            self._services.pop().stop()
+        if self._sink is not None:
+            self._sink.stop()
+
+    def run_flow(self, run_dir: str, flow: str, resume: bool = False) -> EngineRun:
+        dag_id = ADAPTER.DAG_IDS[flow]
+        started = datetime.now(UTC).isoformat()  # a resumed run keeps its run id: newer only
+        previous = self._last_run(dag_id, run_dir) if resume else None
+        tries: dict[tuple[str, int], int] = {}
+        if previous is not None and previous["state"] == "failed":
+            # The operator fixed the cause: Clear the failed task instances, as in the UI.
+            run_id = previous["dag_run_id"]
+            tries = {
+                (t["task_id"], t["map_index"]): t["try_number"] for t in self._tis(dag_id, run_id)
+            }
+            _call(
+                self.base,
+                "POST",
+                f"/dags/{dag_id}/clearTaskInstances",
+                {
+                    "dry_run": False,
+                    "only_failed": True,
+                    "dag_run_id": run_id,
+                    "reset_dag_runs": True,
+                },
+            )
+        else:
+            created = _call(
+                self.base,
+                "POST",
+                f"/dags/{dag_id}/dagRuns",
+                {"logical_date": None, "conf": {"run_dir": run_dir}},
+            )
+            run_id = created["dag_run_id"]
+        state = self._wait(dag_id, run_id)
+        told: list[EngineNotification] = []
+        if state == "failed":
+            _wait_for_dag_callback(run_dir)
+            told = [
+                EngineNotification(
+                    mechanism=MECHANISM,
+                    received_at=r["received_at"],
+                    sender_pid=r["sender_pid"],
+                    sender=service_of(self.services_home, r.get("sender_group")),
+                    payload=r["payload"],
+                )
+                for r in wait_for(
+                    self.sink_log,
+                    lambda r: (
+                        isinstance(r["payload"], dict) and r["payload"].get("run_id") == run_id
+                    ),
+                    over(DAG_CALLBACK_S),
+                )
+                if not resume or r["received_at"] > started
+            ]
+        tis = self._tis(dag_id, run_id)
+        tasks = _call(self.base, "GET", f"/dags/{dag_id}/tasks")["tasks"]
+        return EngineRun(
+            native_state=state,
+            native_message=f"DAG run {dag_id} / {run_id}",
+            outcome=ADAPTER.flow_outcome(state),
+            tasks=[self._task_record(dag_id, run_id, ti, tries) for ti in tis],
+            engine_notifications=told,
+            graph_kind="declared",
+            graph=[
+                GraphEdge(upstream=t["task_id"], downstream=d)
+                for t in sorted(tasks, key=lambda t: t["task_id"])
+                for d in sorted(t["downstream_task_ids"])
+            ],
+        )
+
+    def _last_run(self, dag_id: str, run_dir: str) -> dict[str, Any] | None:
+        runs = _call(self.base, "GET", f"/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]
+        mine = [r for r in runs if (r.get("conf") or {}).get("run_dir") == run_dir]
+        return max(mine, key=lambda r: r["run_after"]) if mine else None
+
+    def _wait(self, dag_id: str, run_id: str) -> str:
+        deadline = time.monotonic() + over(DAG_RUN_S)
+        time.sleep(0.5)  # a cleared run is set back to queued by the call itself
+        while True:
+            state = _call(self.base, "GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            if state in ("success", "failed"):
+                return state
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"DAG run {dag_id}/{run_id} still {state}")
+            time.sleep(0.2)
+
+    def _tis(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        found = _call(self.base, "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")
+        return found["task_instances"]
+
+    def _task_record(
+        self, dag_id: str, run_id: str, ti: dict[str, Any], before: dict[tuple[str, int], int]
+    ) -> TaskRecord:
+        where = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti['task_id']}"
+        if ti["map_index"] >= 0:
+            where += f"/{ti['map_index']}"
+        tries = _call(self.base, "GET", f"{where}/tries")["task_instances"]
+        history = [
+            NativeState(
+                name=str(t["state"]), at=t.get("end_date"), message=f"try {t['try_number']}"
+            )
+            for t in sorted(tries, key=lambda t: t["try_number"])
+        ]
+        row = {
+            "task_id": ti["task_id"],
+            "map_index": ti["map_index"],
+            "rendered_map_index": ti.get("rendered_map_index"),
+            "state": ti["state"],
+            "try_number": ti["try_number"],
+            "start_date": ti.get("start_date"),
+            "end_date": ti.get("end_date"),
+            "history": history,
+        }
+        return ADAPTER._task_record(row, before)
