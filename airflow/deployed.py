@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import time
 import urllib.request
 from datetime import UTC, datetime
@@ -89,8 +90,10 @@ class DeployedAdapter:
         self.base = self._shared.join(self._start_services)
 
     def _start_services(self) -> str:
+        # A new session's services start afresh (no database, log or pid file of an old one).
+        shutil.rmtree(self.services_home, ignore_errors=True)
         home = self.services_home / "airflow-home"
-        home.mkdir(parents=True, exist_ok=True)
+        home.mkdir(parents=True)
         (home / "airflow.db").write_bytes(ADAPTER._migrated_database(self.cache).read_bytes())
         port = free_port()
         base = f"http://127.0.0.1:{port}"

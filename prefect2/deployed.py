@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -73,7 +74,10 @@ class DeployedAdapter:
     def _start_services(self) -> str:
         """Server, work pool, worker and deployments: once per session, by the first process."""
         home = self.services_home
-        home.mkdir(parents=True, exist_ok=True)
+        # A new session's services start afresh: an old server's SQLite WAL beside a new copy of
+        # the database would be replayed into it ("database disk image is malformed").
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir(parents=True)
         port = free_port()
         api_url = f"http://127.0.0.1:{port}/api"
         server_home = home / "server"
