@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import time
 import urllib.request
 from datetime import UTC, datetime
@@ -29,9 +28,8 @@ from shared_pipeline.records import (
     NativeState,
     TaskRecord,
 )
-from shared_pipeline.services import Service, free_port, service_of
-from shared_pipeline.webhook_sink import WebhookSink, wait_for
-from shared_pipeline.workdirs import SharedService
+from shared_pipeline.services import Service, free_port
+from shared_pipeline.session_services import SessionServices
 
 ADAPTER = load_module("airflow/adapter.py")
 HOME = ADAPTER.HOME
@@ -82,25 +80,20 @@ class DeployedAdapter:
     def __init__(self, out: Path) -> None:
         runs = (out / "runs" / self.name).resolve()
         self.cache = (out / "runs" / ".cache").resolve()
-        self.services_home = runs / ".services"
-        self._services: list[Service] = []
-        self._sink: WebhookSink | None = None
-        self.sink_log = self.services_home / "webhooks.jsonl"
-        self._shared = SharedService(runs / ".shared")
-        self.base = self._shared.join(self._start_services)
+        self.services = SessionServices(runs, MECHANISM)
+        self.base = self.services.join(self._start_services)
 
     def _start_services(self) -> str:
-        # A new session's services start afresh (no database, log or pid file of an old one).
-        shutil.rmtree(self.services_home, ignore_errors=True)
-        home = self.services_home / "airflow-home"
-        home.mkdir(parents=True)
+        folder = self.services.folder
+        home = folder / "airflow-home"
+        home.mkdir()
         (home / "airflow.db").write_bytes(ADAPTER._migrated_database(self.cache).read_bytes())
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
             **ADAPTER._airflow_env(home),
-            "HOME": str(self.services_home),  # a CLI without AIRFLOW_HOME writes ~/airflow
+            "HOME": str(folder),  # a CLI without AIRFLOW_HOME writes ~/airflow
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             # Tasks report to the execution API of the api-server, with tokens it signs.
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
@@ -108,19 +101,24 @@ class DeployedAdapter:
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",  # no login on loopback
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            # The DAG files do not change during a session, and each parse imports the pipeline
+            # (about 3 s of CPU): by default the dag-processor parses every file every 30 s, a
+            # third of a core on this 2-core machine. Callbacks are still run as they come.
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600",
         }
         cli = str(HOME.airflow_cli())
         api = Service(
             "api-server",
             [cli, "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
             env,
-            self.services_home / "api-server.log",
+            folder / "api-server.log",
             health=f"{base}/api/v2/monitor/health",
         )
-        self._services.append(api.start(over(START_S)))
+        self.services.start(api, over(START_S))
         for name in ("scheduler", "dag-processor"):
-            service = Service(name, [cli, name], env, self.services_home / f"{name}.log")
-            self._services.append(service.start(over(START_S)))
+            self.services.start(
+                Service(name, [cli, name], env, folder / f"{name}.log"), over(START_S)
+            )
         deadline = time.monotonic() + over(PARSE_S)
         for dag_id in ADAPTER.DAG_IDS.values():
             while True:
@@ -132,8 +130,7 @@ class DeployedAdapter:
                         raise
                     time.sleep(0.5)
         # The DAGs' WebhookNotifier tells the connection `notification_sink`: the session's sink.
-        self._sink = WebhookSink(self.sink_log).start()
-        port = int(self._sink.url.split(":")[2].split("/")[0])
+        port = int(self.services.start_sink().split(":")[2].split("/")[0])
         _call(
             base,
             "POST",
@@ -143,17 +140,11 @@ class DeployedAdapter:
         return base
 
     def close(self) -> None:
-        self._shared.leave(self._stop_services)
-
-    def _stop_services(self) -> None:
-        while self._services:
-            self._services.pop().stop()
-        if self._sink is not None:
-            self._sink.stop()
+        self.services.leave()
 
     def run_flow(self, run_dir: str, flow: str, resume: bool = False) -> EngineRun:
         dag_id = ADAPTER.DAG_IDS[flow]
-        started = datetime.now(UTC).isoformat()  # a resumed run keeps its run id: newer only
+        started = datetime.now(UTC)  # a resumed run keeps its run id: newer only
         previous = self._last_run(dag_id, run_dir) if resume else None
         tries: dict[tuple[str, int], int] = {}
         if previous is not None and previous["state"] == "failed":
@@ -186,21 +177,14 @@ class DeployedAdapter:
         if state == "failed":
             _wait_for_dag_callback(run_dir)
             told = [
-                EngineNotification(
-                    mechanism=MECHANISM,
-                    received_at=r["received_at"],
-                    sender_pid=r["sender_pid"],
-                    sender=service_of(self.services_home, r.get("sender_group")),
-                    payload=r["payload"],
-                )
-                for r in wait_for(
-                    self.sink_log,
+                n
+                for n in self.services.told(
                     lambda r: (
                         isinstance(r["payload"], dict) and r["payload"].get("run_id") == run_id
                     ),
                     over(DAG_CALLBACK_S),
                 )
-                if not resume or r["received_at"] > started
+                if not resume or n.received_at > started
             ]
         tis = self._tis(dag_id, run_id)
         tasks = _call(self.base, "GET", f"/dags/{dag_id}/tasks")["tasks"]

@@ -10,7 +10,6 @@ import contextlib
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,11 +19,11 @@ from prefect2.adapter import migrated_database, prefect_env, read_engine_run
 from prefect2.compat import MAJOR, VERSION
 from shared_pipeline.harness import EngineRun
 from shared_pipeline.headroom import over
-from shared_pipeline.records import EngineNotification, Limitation
-from shared_pipeline.services import Service, free_port, service_of
+from shared_pipeline.records import Limitation
+from shared_pipeline.services import Service, free_port
+from shared_pipeline.session_services import SessionServices
 from shared_pipeline.vocabulary import FlowOutcome
-from shared_pipeline.webhook_sink import WebhookSink, wait_for
-from shared_pipeline.workdirs import SharedService, engine_home
+from shared_pipeline.workdirs import engine_home
 
 ROOT = Path(__file__).resolve().parents[1]
 POOL = "pipeline"
@@ -61,23 +60,15 @@ class DeployedAdapter:
         self.version = VERSION
         runs = (out / "runs" / self.name).resolve()
         self.cache = (out / "runs" / ".cache").resolve()
-        self.services_home = runs / ".services"
-        self._services: list[Service] = []
-        self._sink: WebhookSink | None = None
-        self.sink_log = self.services_home / "webhooks.jsonl"
+        self.services = SessionServices(runs, MECHANISM)
         os.environ.pop("PREFECT_API_URL", None)  # never somebody's real server
         # This process is a client of the session's server, with a home of its own.
         engine_home(runs / ".client-home", ("prefect",), prefect_env)
-        self._shared = SharedService(runs / ".shared")
-        os.environ["PREFECT_API_URL"] = self._shared.join(self._start_services)
+        os.environ["PREFECT_API_URL"] = self.services.join(self._start_services)
 
     def _start_services(self) -> str:
         """Server, work pool, worker and deployments: once per session, by the first process."""
-        home = self.services_home
-        # A new session's services start afresh: an old server's SQLite WAL beside a new copy of
-        # the database would be replayed into it ("database disk image is malformed").
-        shutil.rmtree(home, ignore_errors=True)
-        home.mkdir(parents=True)
+        home = self.services.folder
         port = free_port()
         api_url = f"http://127.0.0.1:{port}/api"
         server_home = home / "server"
@@ -96,7 +87,7 @@ class DeployedAdapter:
             home / "server.log",
             health=f"{api_url}/health",
         )
-        self._services.append(server.start(over(SERVER_START_S)))
+        self.services.start(server, over(SERVER_START_S))
         client = {**env, "PREFECT_API_URL": api_url}
         subprocess.run(
             [_cli(), "work-pool", "create", POOL, "--type", "process"],
@@ -114,7 +105,7 @@ class DeployedAdapter:
             {**client, "PREFECT_WORKER_QUERY_SECONDS": "1"},
             home / "worker.log",
         )
-        self._services.append(worker.start(over(CLI_S)))
+        self.services.start(worker, over(CLI_S))
         os.environ["PREFECT_API_URL"] = api_url
         from prefect import flow
 
@@ -127,18 +118,11 @@ class DeployedAdapter:
                     ignore_warnings=True,
                     print_next_steps=False,
                 )
-        self._sink = WebhookSink(self.sink_log).start()
-        notify_on_failure(self._sink.url)
+        notify_on_failure(self.services.start_sink())
         return api_url
 
     def close(self) -> None:
-        self._shared.leave(self._stop_services)
-
-    def _stop_services(self) -> None:
-        while self._services:
-            self._services.pop().stop()  # the worker first, then the server
-        if self._sink is not None:
-            self._sink.stop()
+        self.services.leave()
 
     def run_flow(self, run_dir: str, flow: str, resume: bool = False) -> EngineRun:
         # A resumed run needs nothing else: the cache keys find the results the last one left.
@@ -156,18 +140,8 @@ class DeployedAdapter:
         run = read_engine_run(flow_run.id)
         if run.outcome is FlowOutcome.FAILED:
             # The notification follows the Failed state (0.1 s on 3.x, 1.5 s on 2.x, measured).
-            delivered = wait_for(self.sink_log, lambda r: _about(r, flow_run), over(2))
-            run.engine_notifications = [self._notification(r) for r in delivered]
+            run.engine_notifications = self.services.told(lambda r: _about(r, flow_run), over(2))
         return run
-
-    def _notification(self, request: dict[str, Any]) -> EngineNotification:
-        return EngineNotification(
-            mechanism=MECHANISM,
-            received_at=request["received_at"],
-            sender_pid=request["sender_pid"],
-            sender=service_of(self.services_home, request.get("sender_group")),
-            payload=request["payload"],
-        )
 
 
 def _about(request: dict[str, Any], flow_run: Any) -> bool:

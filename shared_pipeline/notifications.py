@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from shared_pipeline.context import append_event, read_events
@@ -27,6 +28,7 @@ def notify(
             "task": task,
             "engine_state": engine_state,
             "message": message[:500],
+            "pid": os.getpid(),  # where the hook ran: the runner, a task's process, a service
         },
     )
 

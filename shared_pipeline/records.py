@@ -75,6 +75,7 @@ class Notification(_Strict):
     engine_state: str
     message: str
     at: datetime
+    pid: int | None = None  # the process the hook ran in
 
 
 class EngineNotification(_Strict):

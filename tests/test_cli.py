@@ -14,6 +14,9 @@ from shared_pipeline.records import read_record
 from shared_pipeline.scenarios import CATALOGUE
 from shared_pipeline.vocabulary import FlowOutcome, RegistryEffect
 
+# One test worker runs them all: `quick_runs` (15 processes at once) is then started once.
+pytestmark = [pytest.mark.xdist_group("cli")]
+
 UNREACHABLE_DB = "sqlite:////nonexistent/dir/x.db"
 RUN = ("run", "--engine", "python", "--scenario", "happy_path")
 # Quick invocations (about 2 s each, mostly imports), started together by `quick_runs`.

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,9 @@ def run_records(results: Path) -> list[Path]:
     """The run records under `results` (results/bench/ holds benchmark figures, not records)."""
     return sorted(p for p in results.glob("*/*.json") if p.parent.name != "bench")
 
+
+# One test worker runs them all: the report (about 25 s from the records) is then built once.
+pytestmark = [pytest.mark.xdist_group("report")]
 
 EXCERPT = re.compile(r"\[([\w./-]+\.py):(\d+)\]\(([^)#]+)#L(\d+)-L(\d+)\)")
 LINK = re.compile(r"\]\(([^)\s]+)\)|(?:src|href)=\"([^\"]+)\"")
@@ -212,7 +216,8 @@ def test_runs_on_another_database_get_their_own_matrix(results: Path, tmp_path: 
 def test_the_report_command_writes_nothing_in_home(results: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    shutil.copytree(results, tmp_path / "root" / "results")
+    # One engine's records: enough for every kind of figure the command draws.
+    shutil.copytree(results / "python", tmp_path / "root" / "results" / "python")
     env = {k: v for k, v in os.environ.items() if k != "MPLCONFIGDIR"} | {"HOME": str(home)}
     done = subprocess.run(
         [sys.executable, "-m", "shared_pipeline.report", "--root", "root", "--out", "out"],
@@ -357,6 +362,42 @@ def test_a_deployed_runtime_is_compared_with_its_test_mode_not_given_columns(
     row = next(
         line for line in text.splitlines() if line.startswith("| Prefect 3.x") and "1 of 1" in line
     )
-    assert "1 of 1 scenarios ended in the same shared states" in row
+    assert "[1 of 1 scenarios alike](docs/report/deployed.md#prefect3)" in row
     page = files[Path("docs", "report", "deployed.md")].decode()
     assert "deployed: a server and a worker" in page and "[happy_path](happy_path.md)" in page
+
+
+def test_the_deployed_lesson_says_what_changed_aspect_by_aspect(
+    results: Path, tmp_path: Path
+) -> None:
+    both = tmp_path / "results"
+    shutil.copytree(results, both, ignore=shutil.ignore_patterns("*-deployed"))
+    record = json.loads((both / "prefect3" / "db_maintenance.json").read_text())
+    # As if each retry had waited 2 s longer for a worker: the same states, a longer delay.
+    for run in record["runs"]:
+        for entry in run["attempt_log"]:
+            if entry["attempt"] > 1:
+                entry["started"] = _later(entry["started"], 2.0 * (entry["attempt"] - 1))
+                entry["ended"] = entry["ended"] and _later(
+                    entry["ended"], 2.0 * (entry["attempt"] - 1)
+                )
+    record |= {"engine": "prefect3-deployed", "runtime": "deployed: a server and a worker"}
+    (both / "prefect3-deployed").mkdir(exist_ok=True)
+    (both / "prefect3-deployed" / "db_maintenance.json").write_text(json.dumps(record))
+
+    files = build(ROOT, tmp_path, both)
+    text = files[Path("REPORT.md")].decode()
+
+    row = next(
+        line for line in text.splitlines() if line.startswith("| Prefect 3.x") and "1 of 1" in line
+    )
+    delay = re.search(r"retry delay ([\d.]+) → ([\d.]+) s to the next try", row)
+    assert delay, row
+    before, after = float(delay[1]), float(delay[2])
+    assert after == pytest.approx(before + 2.0, abs=0.05)
+    page = files[Path("docs", "report", "deployed.md")].decode()
+    assert "| retry delay | [db_maintenance](db_maintenance.md) |" in page
+
+
+def _later(stamp: str, seconds: float) -> str:
+    return (datetime.fromisoformat(stamp) + timedelta(seconds=seconds)).isoformat()

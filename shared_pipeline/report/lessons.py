@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from shared_pipeline.records import FlowRunRecord, RunRecord
 from shared_pipeline.report.cells import REGISTRY_WORDS, code, interrupted, timeout_lines
+from shared_pipeline.report.runtimes import aspects
 from shared_pipeline.scenarios import CATALOGUE
 from shared_pipeline.vocabulary import STEPS, NotificationEvent, StepState, split_task_id
 
@@ -269,11 +270,12 @@ def _median(values: list[float]) -> float:
 
 
 DEPLOYED_RUNTIME = "deployed"  # the feature of a Limitation that says why there is none
+DEPLOYED_PAGE = "docs/report/deployed.md"
 
 
 def test_mode_against_deployed(get: Get, get_deployed: Get) -> Answer | None:
-    """What changed when the same flows ran as deployed: the shared states, where the flows ran,
-    the time a flow run took, and who told of a failure.
+    """What changed when the same flows ran as deployed, a line each: the shared states, the time
+    a flow run took, each aspect of runtimes.ASPECTS, and who told of a failure.
     """
     ids = [s.id for s in CATALOGUE]
     pairs = [(s, t, d) for s in ids if (d := get_deployed(s)) and (t := get(s))]
@@ -289,23 +291,27 @@ def test_mode_against_deployed(get: Get, get_deployed: Get) -> Answer | None:
         return None
     differ = [s for s, t, d in pairs if _shared_states(t) != _shared_states(d)]
     same = len(pairs) - len(differ)
-    elsewhere = all(
-        e.pid != d.runner_pid for _, _, d in pairs for run in d.runs for e in run.attempt_log
-    )
     test_s = _median([run.wall_seconds for _, t, _ in pairs for run in t.runs])
     deployed_s = _median([run.wall_seconds for _, _, d in pairs for run in d.runs])
     told = [n for _, _, d in pairs for run in d.runs for n in run.engine_notifications]
-    hooks = sum(len(run.notifications) for _, _, d in pairs for run in d.runs)
     senders = sorted({n.sender or "an unknown process" for n in told})
-    mechanism = sorted({n.mechanism for n in told})
-    where = "in a process of its own" if elsewhere else "partly in the runner's process"
+    mechanism = sorted({n.mechanism.split(":")[0] for n in told})  # "automation", "notifier"
+    evidence = f"{DEPLOYED_PAGE}#{pairs[0][1].engine}"
+    found = aspects(get, get_deployed)
+    changed = [f"{a.name} {a.test} → {a.said(a.deployed)}" for a in found if not a.same]
+    unchanged = [a.name for a in found if a.same]
     detail = (
-        f"{same} of {len(pairs)} scenarios ended in the same shared states"
+        f"[{same} of {len(pairs)} scenarios alike]({evidence})"
         + (f" (not: {', '.join(differ)})" if differ else "")
-        + f"; each flow run {where}, median {deployed_s:.1f} s against {test_s:.1f} s in test "
-        f"mode; failures told by {'; '.join(mechanism) or 'nothing of the engine'}"
-        + (f" ×{len(told)}, sent by the {', '.join(senders)}" if told else "")
-        + f", beside the hooks' ×{hooks}"
+        + f"; a run {test_s:.1f} → {deployed_s:.1f} s (median)"
+        + (f"; changed: {'; '.join(changed)}" if changed else "")
+        + (f"; unchanged: {', '.join(unchanged)}" if unchanged else "")
+        + (
+            f"; failures told by its {', '.join(mechanism)} ×{len(told)}, from the "
+            + ", ".join(senders)
+            if told
+            else ""
+        )
     )
     return Answer(f"{same}/{len(pairs)} alike, {deployed_s:.1f} s a run", detail)
 
@@ -401,6 +407,6 @@ LESSONS: tuple[Lesson, ...] = (
         test_mode_against_deployed,
         picture="",
         deployed=True,
-        page="docs/report/deployed.md",
+        page=DEPLOYED_PAGE,
     ),
 )

@@ -17,6 +17,7 @@ from shared_pipeline.report.engines import engine
 from shared_pipeline.report.graphs import LEGEND, flowchart
 from shared_pipeline.report.lessons import LESSONS
 from shared_pipeline.report.load import Records, scenario_of
+from shared_pipeline.report.runtimes import aspects
 from shared_pipeline.wiring import Rule
 
 if TYPE_CHECKING:
@@ -313,6 +314,16 @@ def deployed_page(report: Report) -> str:
             f'<a id="{key}"></a>',
             "",
             f"## {report.label(key)}",
+            "",
+            "| aspect | scenarios | test mode | deployed |",
+            "| --- | --- | --- | --- |",
+            *(
+                f"| {a.name} | {', '.join(f'[{s}]({s}.md)' for s in a.scenarios)} | "
+                f"{a.said(a.test)} | {a.said(a.deployed)}{' (alike)' if a.same else ''} |"
+                for a in aspects(
+                    lambda s, k=key: records.get(k, s), lambda s, k=key: records.get_deployed(k, s)
+                )
+            ),
             "",
             "| scenario | test mode | deployed | flow run s (test → deployed) | engine told |",
             "| --- | --- | --- | --- | --- |",

@@ -70,9 +70,10 @@ def test_an_interrupted_run_leaves_no_service_behind(
         start_new_session=True,  # a terminal's foreground job: Ctrl-C signals this group
     )
     try:
-        # Services up (about 20 s beside a busy core), then the flow run's process started.
+        # Services up (about 20 s beside a busy core), the flow run's process started, and its
+        # first task running (in a process of its own on Airflow) when Ctrl-C comes.
         try:
-            _wait_for_attempt(process, out, engine_name, "train", over(40))
+            _wait_for_attempt(process, out, engine_name, "extract", over(40))
         except AssertionError as exc:
             raise AssertionError(f"{exc}:\n{(tmp_path / 'run.log').read_text()[-3000:]}") from exc
         os.killpg(process.pid, signal.SIGINT)
