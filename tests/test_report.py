@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -347,14 +348,7 @@ def test_every_probe_answer_in_the_report_comes_from_its_record(report, results:
 def test_a_deployed_runtime_is_compared_with_its_test_mode_not_given_columns(
     results: Path, tmp_path: Path
 ) -> None:
-    both = tmp_path / "results"
-    shutil.copytree(results, both, ignore=shutil.ignore_patterns("*-deployed"))
-    record = json.loads((both / "prefect3" / "happy_path.json").read_text())
-    record |= {"engine": "prefect3-deployed", "runtime": "deployed: a server and a worker"}
-    (both / "prefect3-deployed").mkdir(exist_ok=True)
-    (both / "prefect3-deployed" / "happy_path.json").write_text(json.dumps(record))
-
-    files = build(ROOT, tmp_path, both)
+    files = build(ROOT, tmp_path, _with_deployed(results, tmp_path, "happy_path"))
     text = files[Path("REPORT.md")].decode()
 
     header = next(line for line in text.splitlines() if line.startswith("| question |"))
@@ -370,21 +364,16 @@ def test_a_deployed_runtime_is_compared_with_its_test_mode_not_given_columns(
 def test_the_deployed_lesson_says_what_changed_aspect_by_aspect(
     results: Path, tmp_path: Path
 ) -> None:
-    both = tmp_path / "results"
-    shutil.copytree(results, both, ignore=shutil.ignore_patterns("*-deployed"))
-    record = json.loads((both / "prefect3" / "db_maintenance.json").read_text())
-    # As if each retry had waited 2 s longer for a worker: the same states, a longer delay.
-    for run in record["runs"]:
-        for entry in run["attempt_log"]:
-            if entry["attempt"] > 1:
-                entry["started"] = _later(entry["started"], 2.0 * (entry["attempt"] - 1))
-                entry["ended"] = entry["ended"] and _later(
-                    entry["ended"], 2.0 * (entry["attempt"] - 1)
-                )
-    record |= {"engine": "prefect3-deployed", "runtime": "deployed: a server and a worker"}
-    (both / "prefect3-deployed").mkdir(exist_ok=True)
-    (both / "prefect3-deployed" / "db_maintenance.json").write_text(json.dumps(record))
+    def retries_wait_longer(record: dict) -> None:
+        # As if each retry had waited 2 s longer for a worker: the same states, a longer delay.
+        for run in record["runs"]:
+            for entry in run["attempt_log"]:
+                if entry["attempt"] > 1:
+                    late = 2.0 * (entry["attempt"] - 1)
+                    entry["started"] = _later(entry["started"], late)
+                    entry["ended"] = entry["ended"] and _later(entry["ended"], late)
 
+    both = _with_deployed(results, tmp_path, "db_maintenance", retries_wait_longer)
     files = build(ROOT, tmp_path, both)
     text = files[Path("REPORT.md")].decode()
 
@@ -397,6 +386,21 @@ def test_the_deployed_lesson_says_what_changed_aspect_by_aspect(
     assert after == pytest.approx(before + 2.0, abs=0.05)
     page = files[Path("docs", "report", "deployed.md")].decode()
     assert "| retry delay | [db_maintenance](db_maintenance.md) |" in page
+
+
+def _with_deployed(
+    results: Path, tmp_path: Path, scenario: str, edit: Callable[[dict], None] | None = None
+) -> Path:
+    """The records, with Prefect 3.x's record of `scenario` (edited) as if run deployed too."""
+    both = tmp_path / "results"
+    shutil.copytree(results, both, ignore=shutil.ignore_patterns("*-deployed"))
+    record = json.loads((both / "prefect3" / f"{scenario}.json").read_text())
+    if edit is not None:
+        edit(record)
+    record |= {"engine": "prefect3-deployed", "runtime": "deployed: a server and a worker"}
+    (both / "prefect3-deployed").mkdir(exist_ok=True)
+    (both / "prefect3-deployed" / f"{scenario}.json").write_text(json.dumps(record))
+    return both
 
 
 def _later(stamp: str, seconds: float) -> str:

@@ -57,7 +57,7 @@ def _hook_places(records: list[RunRecord]) -> str:
             steps = {e.pid for e in run.attempt_log}
             for n in run.notifications:
                 if n.pid is None:
-                    places["unrecorded"] += 1
+                    return ""  # recorded before hooks told their pid: nothing to compare
                 elif n.pid == record.runner_pid:
                     places["the runner"] += 1
                 elif n.pid in steps:
@@ -143,6 +143,8 @@ def aspects(get: Get, get_deployed: Get) -> list[Aspect]:
         pairs = [(t, d) for s in scenarios if (t := get(s)) and (d := get_deployed(s))]
         if pairs:
             tests, deployed = [t for t, _ in pairs], [d for _, d in pairs]
-            scenario_ids = tuple(t.scenario for t in tests)
-            found.append(Aspect(name, scenario_ids, read(tests), read(deployed), unit))
+            test_says, deployed_says = read(tests), read(deployed)
+            if test_says and deployed_says:  # "" where a record cannot tell
+                scenario_ids = tuple(t.scenario for t in tests)
+                found.append(Aspect(name, scenario_ids, test_says, deployed_says, unit))
     return found
