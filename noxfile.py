@@ -116,8 +116,9 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff check and format check."""
     session.install("ruff")
-    session.run("ruff", "check", str(ROOT))
-    session.run("ruff", "format", "--check", str(ROOT))
+    # No .ruff_cache at the checkout's root: nothing is written there.
+    session.run("ruff", "check", "--no-cache", str(ROOT))
+    session.run("ruff", "format", "--no-cache", "--check", str(ROOT))
 
 
 def _conformance(session: nox.Session, engine: str, engine_tests: str, probes: bool) -> None:
@@ -166,9 +167,11 @@ def airflow(session: nox.Session) -> None:
     _conformance(session, "airflow", "test_airflow.py", probes=True)
 
 
-# The engines with a deployed runtime beside their test mode, with what their venv needs. Not
-# in the test command yet: measured idle on a fresh clone (2026-12-02) the command with it took
-# 1,844 s against about 940 s without (pytest 189 s, 194 s and 385 s), past its 20 minutes on CI.
+# The engines with a deployed runtime beside their test mode, with what their venv needs. Not in
+# the test command: they are bound by CPU (a server, a worker, a process per flow run or task).
+# Measured idle on a fresh clone (2026-12-02): Prefect 3.x's session used 505 CPU-s in 316 s,
+# Airflow's 820 CPU-s in 496 s; the command with all three used 2,946 CPU-s, at least 1,475 s on
+# 2 cores, past its 20 minutes on CI one session at a time (1,844 s) or two (1,829 s, `-j 2`).
 DEPLOYED = {"prefect2": PREFECT["2"], "prefect3": PREFECT["3"], "airflow": AIRFLOW}
 
 

@@ -135,7 +135,7 @@ class DeployedAdapter:
             # As in the test mode (flow_run_settings): results in the run directory.
             job_variables={"env": {"PREFECT_LOCAL_STORAGE_PATH": f"{run_dir}/prefect-results"}},
             timeout=over(FLOW_RUN_S),
-            poll_interval=0.2,
+            poll_interval=1,  # each answer costs the server CPU the flow run needs
         )
         run = read_engine_run(flow_run.id)
         if run.outcome is FlowOutcome.FAILED:

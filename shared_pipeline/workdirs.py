@@ -92,16 +92,20 @@ class SharedService:
             (self.users / str(os.getpid())).touch()
         return address
 
-    def leave(self, stop: Callable[[], None], wait_s: float = 600.0) -> None:
-        """Leave; the owner first waits (at most `wait_s`) for the other users, then `stop()`s."""
+    def leave(self, stop: Callable[[], None]) -> None:
+        """Leave; the owner first waits for the other users to leave or end, then `stop()`s.
+
+        No clock: a user still at work keeps the service (beside another nox session, one test
+        worker finished 10 minutes before the other, which a 600 s wait cut off); a stuck one is
+        ended by pytest's own timeout.
+        """
         (self.users / str(os.getpid())).unlink(missing_ok=True)
         if not self.owner:
             return
-        deadline = time.monotonic() + wait_s
         while True:
             with self._lock:
                 others = [p for p in self.users.iterdir() if _alive(int(p.name))]
-                if not others or time.monotonic() > deadline:
+                if not others:
                     self._state.unlink(missing_ok=True)  # from now on, a newcomer starts its own
                     break
             time.sleep(0.2)

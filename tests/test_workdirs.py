@@ -171,5 +171,5 @@ def test_a_service_whose_starter_ended_is_started_anew_and_ended_users_are_not_w
     service = SharedService(folder)
     assert service.join(lambda: "new") == "new" and service.owner
     stopped: list[str] = []
-    service.leave(lambda: stopped.append("stopped"), wait_s=30)
+    service.leave(lambda: stopped.append("stopped"))
     assert stopped == ["stopped"]
