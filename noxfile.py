@@ -169,9 +169,10 @@ def airflow(session: nox.Session) -> None:
 
 # The engines with a deployed runtime beside their test mode, with what their venv needs. Not in
 # the test command: they are bound by CPU (a server, a worker, a process per flow run or task).
-# Measured idle on a fresh clone (2026-12-02): Prefect 3.x's session used 505 CPU-s in 316 s,
-# Airflow's 820 CPU-s in 496 s; the command with all three used 2,946 CPU-s, at least 1,475 s on
-# 2 cores, past its 20 minutes on CI one session at a time (1,844 s) or two (1,829 s, `-j 2`).
+# Measured idle on a fresh clone (2026-12-02, adapters polling every 0.2 s): Prefect 3.x's
+# session used 505 CPU-s in 316 s, Airflow's 820 CPU-s in 496 s; the command with all three used
+# 2,946 CPU-s (at least 1,475 s on 2 cores) and took 1,844 s one session at a time, 1,829 s two
+# at a time (`-j 2`): past its 20 minutes on CI either way.
 DEPLOYED = {"prefect2": PREFECT["2"], "prefect3": PREFECT["3"], "airflow": AIRFLOW}
 
 

@@ -52,7 +52,7 @@ DAG_RUN_S = 110.0
 
 # The api-server answers 500 when its SQLite write waits past the busy timeout while the
 # scheduler holds the database (seen on POST dagRuns: `INSERT INTO log` locked). The request is
-# sent again for as long as such a lock was seen to last; a 409 to a retried POST says that an
+# sent again for 10x SQLite's own 5 s wait for a lock; a 409 to a retried POST says that an
 # earlier try was stored after all.
 LOCKED_S = 5.0
 
