@@ -32,7 +32,7 @@ class Settings(BaseModel):
     # Training: a candidate that runs longer than this is stopped by the engine. A healthy fit
     # (the regressor on the features' matrix) took up to 0.291 s in test mode on 2 cores, where
     # 3 s keeps 10x, and 0.263 s in a deployed flow run (8x at 2 s) but 0.402 s in a deployed
-    # Airflow task beside a busy core (7x at 3 s: still short, see REPORT.md's clocks); whole
+    # task beside a busy core (7x at 3 s: still short, see REPORT.md's clocks); whole
     # seconds, as some engines take only ints.
     train_timeout_s: float = 3.0
     # A planned hang gives up after this long, so an engine that cannot interrupt still ends
