@@ -121,7 +121,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--no-cache", "--check", str(ROOT))
 
 
-def _conformance(session: nox.Session, engine: str, engine_tests: str, probes: bool) -> None:
+def _conformance(session: nox.Session, engine: str, engine_tests: str | None, probes: bool) -> None:
     """The conformance suite, the semantics probes (if the engine answers them) and the engine's
     own tests, its results table, then the report.
     """
@@ -132,7 +132,7 @@ def _conformance(session: nox.Session, engine: str, engine_tests: str, probes: b
         # on the scenarios, instead of after them.
         *([str(ROOT / "tests" / "engines" / "test_probes.py")] if probes else []),
         str(ROOT / "tests" / "test_conformance.py"),
-        str(ROOT / "tests" / "engines" / engine_tests),
+        *([str(ROOT / "tests" / "engines" / engine_tests)] if engine_tests else []),
         *session.posargs,
         env=_env(engine),
     )
@@ -174,6 +174,9 @@ def airflow(session: nox.Session) -> None:
 # 2,946 CPU-s (at least 1,475 s on 2 cores) and took 1,844 s one session at a time, 1,829 s two
 # at a time (`-j 2`): past its 20 minutes on CI either way.
 DEPLOYED = {"prefect2": PREFECT["2"], "prefect3": PREFECT["3"], "airflow": AIRFLOW}
+# The same services where worker_killed kills another process or nothing watches the flow run:
+# that scenario only (its wiring says so).
+KILL_VARIANTS = {"prefect3": "prefect3-heartbeat", "airflow": "airflow-supervisor"}
 
 
 @nox.session(python=PYTHON)
@@ -184,6 +187,8 @@ def deployed(session: nox.Session, engine: str) -> None:
     """
     _install(session, *DEPLOYED[engine])
     _conformance(session, f"{engine}-deployed", "test_deployed.py", probes=False)
+    if engine in KILL_VARIANTS:
+        _conformance(session, KILL_VARIANTS[engine], None, probes=False)
 
 
 @nox.session(python=False, name="under-load")

@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shared_pipeline.context import current_run
 from shared_pipeline.harness import EngineRun
 from shared_pipeline.headroom import over
+from shared_pipeline.killer import parent_of
 from shared_pipeline.loading import load_module
-from shared_pipeline.notifications import read_notifications
+from shared_pipeline.notifications import wait_for_flow_failed
 from shared_pipeline.records import (
     EngineNotification,
     GraphEdge,
@@ -79,18 +79,6 @@ def _call(base: str, method: str, path: str, body: dict[str, Any] | None = None)
         time.sleep(0.5)
 
 
-def _wait_for_dag_callback(run_dir: str) -> None:
-    """A DAG's on_failure_callback runs in the dag-processor after the run is failed (see
-    DAG_CALLBACK_S): wait for the notification it writes, or it lands in the next flow run.
-    """
-    run = current_run(run_dir)
-    deadline = time.monotonic() + over(DAG_CALLBACK_S)
-    while time.monotonic() < deadline:
-        if any(n["event"] == "flow_failed" for n in read_notifications(run_dir, run)):
-            return
-        time.sleep(0.2)
-
-
 class DeployedAdapter:
     """`airflow-deployed`: the three services once per session, shared by its processes."""
 
@@ -98,6 +86,7 @@ class DeployedAdapter:
     runtime = "deployed: api-server, scheduler and dag-processor, LocalExecutor"
     version = ADAPTER.VERSION
     limitations: list[Limitation] = []
+    settings: dict[str, str] = {}  # Airflow settings beyond the defaults
 
     def __init__(self, out: Path) -> None:
         runs = (out / "runs" / self.name).resolve()
@@ -123,6 +112,7 @@ class DeployedAdapter:
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",  # no login on loopback
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            **self.settings,
         }
         cli = str(HOME.airflow_cli())
         api = Service(
@@ -187,10 +177,13 @@ class DeployedAdapter:
             run_id = f"manual__{datetime.now(UTC).isoformat()}"
             body = {"dag_run_id": run_id, "logical_date": None, "conf": {"run_dir": run_dir}}
             _call(self.base, "POST", f"/dags/{dag_id}/dagRuns", body)
-        state = self._wait(dag_id, run_id)
+        dag_run = self._wait(dag_id, run_id)
+        state = dag_run["state"]
         told: list[EngineNotification] = []
         if state == "failed":
-            _wait_for_dag_callback(run_dir)
+            # The DAG's on_failure_callback runs in the dag-processor after the run failed (see
+            # DAG_CALLBACK_S): wait for what it writes, or it lands in the next flow run.
+            wait_for_flow_failed(run_dir, over(DAG_CALLBACK_S))
             told = [
                 n
                 for n in self.services.told(
@@ -209,6 +202,7 @@ class DeployedAdapter:
             outcome=ADAPTER.flow_outcome(state),
             tasks=[self._task_record(dag_id, run_id, ti, tries) for ti in tis],
             engine_notifications=told,
+            native_ended_at=dag_run.get("end_date"),
             graph_kind="declared",
             graph=[
                 GraphEdge(upstream=t["task_id"], downstream=d)
@@ -222,13 +216,14 @@ class DeployedAdapter:
         mine = [r for r in runs if (r.get("conf") or {}).get("run_dir") == run_dir]
         return max(mine, key=lambda r: r["run_after"]) if mine else None
 
-    def _wait(self, dag_id: str, run_id: str) -> str:
+    def _wait(self, dag_id: str, run_id: str) -> dict[str, Any]:
         deadline = time.monotonic() + over(DAG_RUN_S)
         time.sleep(0.5)  # a cleared run is set back to queued by the call itself
         while True:
-            state = _call(self.base, "GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            dag_run = _call(self.base, "GET", f"/dags/{dag_id}/dagRuns/{run_id}")
+            state = dag_run["state"]
             if state in ("success", "failed"):
-                return state
+                return dag_run
             if time.monotonic() > deadline:
                 raise TimeoutError(f"DAG run {dag_id}/{run_id} still {state}")
             time.sleep(1)  # each answer costs the api-server CPU the tasks need
@@ -261,3 +256,29 @@ class DeployedAdapter:
             "history": history,
         }
         return ADAPTER._task_record(row, before)
+
+
+class SupervisorKilledAdapter(DeployedAdapter):
+    """`airflow-supervisor`: as deployed, but a kill takes the supervisor of the task's process
+    (its parent, which reports its state and heartbeats), and the scheduler fails a task instance
+    whose heartbeats stopped after HEARTBEAT_TIMEOUT_S.
+    """
+
+    name = "airflow-supervisor"
+    runtime = (
+        "deployed: api-server, scheduler and dag-processor, LocalExecutor; the kill takes the "
+        "task's supervisor"
+    )
+    # A supervisor heartbeats every `min_heartbeat_interval` (5 s by default): every second here,
+    # and a task instance fails 10x that, twice over, after its last one (not after 300 s).
+    HEARTBEAT_S = 1
+    HEARTBEAT_TIMEOUT_S = 20
+    settings = {
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": str(HEARTBEAT_S),
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+    }
+
+    @staticmethod
+    def kill_target(pid: int) -> tuple[int, str]:
+        return parent_of(pid), "its supervisor (the parent of the task's process)"

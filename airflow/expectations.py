@@ -6,23 +6,28 @@ Airflow installed, by the report and the conformance checks.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from shared_pipeline.scenarios import TRAIN, VALID
 from shared_pipeline.settings import Settings
 from shared_pipeline.vocabulary import FlowOutcome, NotificationEvent, StepState
 from shared_pipeline.wiring import (
     NOT_RUN,
+    RAN,
     Deviation,
     Graph,
     Rule,
     Wiring,
     as_step,
     deployed,
+    in_test_mode,
     joins,
     unmapped_children,
 )
 
 DOCS = "https://airflow.apache.org/docs/apache-airflow/stable"
-SOURCE = "https://github.com/apache/airflow/blob/3.3.2/airflow-core/src/airflow"
+GITHUB = "https://github.com/apache/airflow/blob/3.3.2"
+SOURCE = f"{GITHUB}/airflow-core/src/airflow"
 C, SKIPPED = StepState.COMPLETED, StepState.SKIPPED
 
 
@@ -31,12 +36,20 @@ def graph(flow: str, steps: dict[str, StepState]) -> Graph:
     if flow == "retrain":
         ran = sorted({int(t.split("round-")[1].rstrip("]")) for t in steps if "[round-" in t})
         most = Settings().retrain_max_rounds  # the rounds the DAG declares
-        tasks = {"enrichment_or_none": as_step(steps.get("enrich")), "last_evaluation": C}
-        tasks |= {f"keep_going[round-{n}]": C for n in ran}
-        for n in range(max(ran) + 1, most + 1):  # short-circuited: skipped at once
-            tasks |= {f"train[round-{n}]": SKIPPED, f"evaluate[round-{n}]": SKIPPED}
+        # A round whose evaluation never ran failed the loop: what follows is upstream_failed.
+        failed = steps.get(f"evaluate[round-{max(ran)}]") not in RAN
+        later = NOT_RUN if failed else SKIPPED  # else short-circuited: skipped at once
+        tasks = {
+            "enrichment_or_none": as_step(steps.get("enrich")),
+            "last_evaluation": NOT_RUN if failed else C,
+        }
+        tasks |= {f"keep_going[round-{n}]": C for n in ran if n < most}
+        if failed:
+            tasks[f"keep_going[round-{max(ran)}]"] = NOT_RUN
+        for n in range(max(ran) + 1, most + 1):
+            tasks |= {f"train[round-{n}]": later, f"evaluate[round-{n}]": later}
             if n < most:
-                tasks[f"keep_going[round-{n}]"] = SKIPPED
+                tasks[f"keep_going[round-{n}]"] = later
         return Graph(tasks)
     return Graph(
         {
@@ -113,3 +126,50 @@ AIRFLOW = Wiring(
 # Under its scheduler (api-server, scheduler, dag-processor): the same DAG files, so the same
 # rules until the runs show otherwise.
 AIRFLOW_DEPLOYED = deployed(AIRFLOW)
+SUPERVISOR = f"{GITHUB}/task-sdk/src/airflow/sdk/execution_time/supervisor.py"
+AIRFLOW_DEPLOYED = replace(
+    AIRFLOW_DEPLOYED,
+    deviations=(
+        *AIRFLOW_DEPLOYED.deviations,
+        Deviation(
+            scenario="worker_killed",
+            notifications=((NotificationEvent.FLOW_FAILED, None),),
+            replaces_notifications=True,
+            reason=(
+                "Each task runs in a process its supervisor forks: the supervisor sees it die by "
+                "a signal and reports the try failed at once, so the loop stops and the DAG run "
+                "fails. The task's on_failure_callback does not run: it would have run in the "
+                "killed process. The DAG's own failure callback, in the dag-processor, tells."
+            ),
+            doc=f"{SUPERVISOR}#L1757-L1775",
+        ),
+    ),
+)
+# The same runtime, where the kill takes the task's supervisor: worker_killed only.
+AIRFLOW_SUPERVISOR = replace(
+    AIRFLOW_DEPLOYED,
+    scenarios=("worker_killed",),
+    scenarios_reason="the runtime differs from airflow-deployed only in what a kill takes",
+    deviations=(
+        *(d for d in AIRFLOW_DEPLOYED.deviations if d.scenario != "worker_killed"),
+        Deviation(
+            scenario="worker_killed",
+            notifications=(
+                (NotificationEvent.TASK_FAILED, "train[round-1]"),
+                (NotificationEvent.TASK_FAILED, "train[round-1]"),
+                (NotificationEvent.FLOW_FAILED, None),
+            ),
+            replaces_notifications=True,
+            reason=(
+                "With its supervisor killed, the task's process is an orphan: nothing reports "
+                "its state and its heartbeats stop. The scheduler fails the task instance once "
+                "its last heartbeat is older than task_instance_heartbeat_timeout (20 s here, "
+                "300 s by default) and has the dag-processor run the task's failure callback, "
+                "which ran twice. The orphan ran on until its own execution_timeout, then could "
+                "not report to its dead supervisor (BrokenPipeError)."
+            ),
+            doc=f"{DOCS}/core-concepts/tasks.html#task-instance-heartbeat-timeout",
+        ),
+    ),
+)
+AIRFLOW = in_test_mode(AIRFLOW)

@@ -20,7 +20,7 @@ from typing import Any
 from shared_pipeline.context import current_run, load_context
 from shared_pipeline.faults import read_attempt_log
 from shared_pipeline.harness import EngineRun
-from shared_pipeline.processes import exit_on_sigterm
+from shared_pipeline.processes import alive, exit_on_sigterm
 from shared_pipeline.records import GraphEdge, Limitation, NativeState, TaskRecord
 from shared_pipeline.vocabulary import FlowOutcome, StepState, map_native
 from shared_pipeline.vocabulary import task_state as shared_task_state
@@ -77,6 +77,7 @@ class LocalAdapter:
     """`prefect1`: flow.run() with the default LocalExecutor: tasks one by one, main thread."""
 
     name = "prefect1"
+    in_process = True  # flow.run() runs the tasks in this process: a kill of them is of this
     # Prefect 1's deployed runtime is its server, a Docker stack (limitations say why not here).
     runtime = "test mode"
     version = VERSION
@@ -156,6 +157,30 @@ class LocalAdapter:
             graph=declared_graph(prefect_flow),
         )
 
+    def after_kill(self, run_dir: str, flow: str, status: int | None) -> EngineRun:
+        """flow.run()'s process died: no flow state came back, only the state changes its
+        handlers had written, each task's last one where it stood.
+        """
+        from prefect1.transitions import read_transitions
+
+        history = defaultdict(list)
+        for change in read_transitions(run_dir, current_run(run_dir)):
+            history[change["task"], change["map_index"]].append(change)
+        parameters = {p.name for p in self._flows[flow].parameters()}
+        tasks = [
+            _record(name, name, changes[-1]["new"], changes)
+            for (name, index), changes in history.items()
+            if index is None and name not in parameters
+        ]
+        return EngineRun(
+            native_state=f"process ended by signal {-(status or 0)}",
+            native_message="flow.run() returned no state",
+            outcome=FlowOutcome.LOST,
+            tasks=tasks,
+            graph_kind="declared",
+            graph=declared_graph(self._flows[flow]),
+        )
+
 
 def wait_for_bodies(run_dir: str) -> None:
     """Wait until every step attempt of this flow run has ended (bounded by the hang cap).
@@ -165,7 +190,8 @@ def wait_for_bodies(run_dir: str) -> None:
     """
     run = current_run(run_dir)
     deadline = time.monotonic() + load_context(run_dir).settings.hang_cap_s + 10
-    while any(e["ended"] is None for e in read_attempt_log(run_dir, run)):
+    # An attempt whose process was killed never ends.
+    while any(e["ended"] is None and alive(e["pid"]) for e in read_attempt_log(run_dir, run)):
         if time.monotonic() > deadline:
             raise TimeoutError(f"step attempts of {run_dir} run {run} never ended")
         time.sleep(0.1)
@@ -182,17 +208,17 @@ def task_records(flow: Any, state: Any, history: dict) -> list[TaskRecord]:
         task_state_ = state.result.get(task)
         if task_state_ is None:
             continue  # never reached by the flow runner: the harness records it as never created
-        records.append(_record(task.name, task.name, task_state_, history[task.name, None]))
+        native = type(task_state_).__name__
+        records.append(_record(task.name, task.name, native, history[task.name, None]))
         for index, child in enumerate(getattr(task_state_, "map_states", None) or []):
             changes = history[task.name, index]
             native_id = f"{task.name}[{index}]"  # Prefect's name for the child: by map index
             run_name = next((c["run_name"] for c in changes if c["run_name"]), None)
-            records.append(_record(run_name or native_id, native_id, child, changes))
+            records.append(_record(run_name or native_id, native_id, type(child).__name__, changes))
     return records
 
 
-def _record(name: str, native_id: str, state: Any, changes: list[dict]) -> TaskRecord:
-    native = type(state).__name__
+def _record(name: str, native_id: str, native: str, changes: list[dict]) -> TaskRecord:
     ran = [c for c in changes if c["new"] == "Running"]
     # Prefect's own count (context.task_run_count); loop iterations are not attempts.
     attempts = changes[-1]["run_count"] if ran else 0
@@ -206,7 +232,8 @@ def _record(name: str, native_id: str, state: Any, changes: list[dict]) -> TaskR
         native_id=native_id,
         native_state=native,
         native_history=history,
-        state=task_state(native, attempts),
+        # A state that is not final is where the task was when its process died.
+        state=task_state(native, attempts) if native in TASK_STATES else StepState.LOST,
         attempts=attempts,
         started_at=datetime.fromisoformat(ran[0]["at"]) if ran else None,
         ended_at=datetime.fromisoformat(changes[-1]["at"]) if changes else None,
@@ -228,6 +255,7 @@ class DaskAdapter(LocalAdapter):
     """
 
     name = "prefect1-dask"
+    in_process = False  # the tasks run on the cluster's worker processes
     runtime = "flow.run() on a Dask cluster, Prefect 1's production executor"
     limitations = [
         *LocalAdapter.limitations,

@@ -6,9 +6,11 @@ conformance checks read it without Prefect 1 installed.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from shared_pipeline.faults_plan import FaultKind
-from shared_pipeline.scenarios import TRAIN, VALID
-from shared_pipeline.vocabulary import NotificationEvent, StepState
+from shared_pipeline.scenarios import TRAIN, VALID, get_scenario
+from shared_pipeline.vocabulary import FlowOutcome, NotificationEvent, RegistryEffect, StepState
 from shared_pipeline.wiring import (
     Deviation,
     Graph,
@@ -86,6 +88,30 @@ LOCAL = Wiring(
     ),
 )
 
+PREPARE = (f"extract[{TRAIN}]", f"extract[{VALID}]", f"read[{TRAIN}]", f"read[{VALID}]")
+PREPARE += ("enrich", "features")
+LOCAL = replace(
+    LOCAL,
+    deviations=(
+        *LOCAL.deviations,
+        Deviation(
+            scenario="worker_killed",
+            steps={
+                t: StepState.LOST for t in ("train_until_good", "case(True)", "gate", "register")
+            },
+            outcome=FlowOutcome.LOST,
+            replaces_notifications=True,
+            reason=(
+                "flow.run() runs the tasks in its own process, so the kill ends the flow run "
+                "too: no flow state comes back, no state handler runs again, nothing is told. "
+                "The state changes the handlers had written before say where each task stood: "
+                "the looping train_until_good Running, what came after it never reached."
+            ),
+            doc=f"{DOCS}/concepts/execution.md",
+        ),
+    ),
+)
+
 # On Dask's default (daemonic) worker processes Prefect 1 can only label a timeout.
 SOFT_TIMEOUT = Rule(
     name="timeouts only label the work",
@@ -99,4 +125,29 @@ SOFT_TIMEOUT = Rule(
     ),
     doc=f"{SOURCE}/utilities/executors.py#L470-L537",
 )
-DASK = Wiring(**{**LOCAL.__dict__, "rules": (*LOCAL.rules, SOFT_TIMEOUT)})
+DASK = Wiring(
+    **{
+        **LOCAL.__dict__,
+        "rules": (*LOCAL.rules, SOFT_TIMEOUT),
+        "deviations": (
+            *(d for d in LOCAL.deviations if d.scenario != "worker_killed"),
+            Deviation(
+                scenario="worker_killed",
+                steps=get_scenario("retrain_until_good").runs[0].steps,
+                outcome=FlowOutcome.COMPLETED,
+                registry=RegistryEffect.PROMOTED,
+                replaces_notifications=True,
+                may_be_cached=PREPARE,
+                reason=(
+                    "Dask's scheduler sees the worker's connection drop, and runs again every "
+                    "task that was running on it, on another worker, and every finished task "
+                    "whose result lived only in its memory. Prefect 1 never sees the kill: the "
+                    "looping task starts again from round 1 and the run completes (the killed "
+                    "work ran twice, counted once); a rerun task whose checkpoint exists comes "
+                    "back Cached, which ones depends on where Dask had placed them."
+                ),
+                doc="https://distributed.dask.org/en/stable/killed.html",
+            ),
+        ),
+    }
+)

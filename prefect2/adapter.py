@@ -24,6 +24,8 @@ TASK_STATES = {
     "TimedOut": StepState.TIMED_OUT,
     "NotReady": StepState.NOT_RUN_UPSTREAM_FAILED,
     "Pending": StepState.NOT_RUN_UPSTREAM_FAILED,
+    # Still running after its flow run ended: its process died and nothing ended it.
+    "Running": StepState.LOST,
 }
 FINAL_TYPES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -114,6 +116,7 @@ def read_engine_run(flow_run_id: Any, settle_s: float = 0.3) -> EngineRun:
         tasks=[_task_record(run, history, origins) for run, history in task_runs],
         graph_kind="observed",
         graph=observed_graph([run for run, _ in task_runs], origins),
+        native_ended_at=flow_run.end_time or flow_run.state.timestamp,
     )
 
 
@@ -210,8 +213,10 @@ def read_flow_run(
             now = time.monotonic()
             if snapshot != previous:
                 previous, stable_since = snapshot, now
+            # A flow run that crashed leaves the task runs its process was running as they were.
+            crashed = client.read_flow_run(flow_run_id).state_type.value == "CRASHED"
             settled = len(runs) >= min_tasks and all(
-                (r.state_type.value in FINAL_TYPES or r.state_name == "NotReady")
+                (r.state_type.value in FINAL_TYPES or r.state_name == "NotReady" or crashed)
                 and histories[r.id]
                 and histories[r.id][-1].name == r.state_name
                 for r in runs

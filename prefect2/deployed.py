@@ -12,13 +12,15 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from prefect2.adapter import migrated_database, prefect_env, read_engine_run
+from prefect2.adapter import FINAL_TYPES, migrated_database, prefect_env, read_engine_run
 from prefect2.compat import MAJOR, VERSION
 from shared_pipeline.harness import EngineRun
 from shared_pipeline.headroom import over
+from shared_pipeline.notifications import wait_for_flow_failed
 from shared_pipeline.records import Limitation
 from shared_pipeline.services import Service, free_port
 from shared_pipeline.session_services import SessionServices
@@ -40,6 +42,9 @@ CLI_S = 5.0
 # The slowest scenario's flow run under the worker took about 30 s (most of it timeouts and
 # retry delays it waits on purpose, and the flow's own process starting).
 FLOW_RUN_S = 30.0
+# After a kill, 3.x's worker ran the flow's on_crashed hooks in a process of their own (imports
+# first) within about 5 s.
+CRASH_HOOKS_S = 5.0
 
 
 def _cli() -> str:
@@ -54,9 +59,10 @@ class DeployedAdapter:
 
     limitations: list[Limitation] = []
     runtime = "deployed: prefect server, a process work pool and its worker"
+    kind = "deployed"  # the engine's name: prefect3-deployed
 
     def __init__(self, out: Path) -> None:
-        self.name = f"prefect{MAJOR}-deployed"
+        self.name = f"prefect{MAJOR}-{self.kind}"
         self.version = VERSION
         runs = (out / "runs" / self.name).resolve()
         self.cache = (out / "runs" / ".cache").resolve()
@@ -138,10 +144,101 @@ class DeployedAdapter:
             poll_interval=1,  # each answer costs the server CPU the flow run needs
         )
         run = read_engine_run(flow_run.id)
+        if MAJOR >= 3 and run.native_state == "Crashed":
+            # 3.x's worker runs on_crashed hooks after it reported the crash, in a process it
+            # starts for them (CRASH_HOOKS_S): wait for what they write.
+            wait_for_flow_failed(run_dir, over(CRASH_HOOKS_S))
         if run.outcome is FlowOutcome.FAILED:
             # The notification follows the Failed state (0.1 s on 3.x, 1.5 s on 2.x, measured).
             run.engine_notifications = self.services.told(lambda r: _about(r, flow_run), over(2))
         return run
+
+
+class HeartbeatAdapter(DeployedAdapter):
+    """`prefect3-heartbeat`: each flow run is a process of its own against the server, as a
+    script is run (`python flows.py`), with no worker watching it. Its flow run sends a heartbeat
+    every HEARTBEAT_S, and Prefect's documented automation marks a flow run Crashed once three
+    are missing.
+    """
+
+    runtime = (
+        "deployed: prefect server; each flow run a process of its own, no worker (heartbeats "
+        "and an automation mark a silent flow run Crashed)"
+    )
+    kind = "heartbeat"
+    HEARTBEAT_S = 30  # the least Prefect takes (180 s by default)
+
+    def _start_services(self) -> str:
+        api_url = super()._start_services()
+        crash_silent_flow_runs(3 * self.HEARTBEAT_S)
+        return api_url
+
+    def run_flow(self, run_dir: str, flow: str, resume: bool = False) -> EngineRun:
+        name, entrypoint = FLOWS[flow]
+        env = {
+            **os.environ,
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(self.HEARTBEAT_S),
+            "PREFECT_LOCAL_STORAGE_PATH": f"{run_dir}/prefect-results",
+        }
+        script = str(ROOT / entrypoint.partition(":")[0])
+        subprocess.run([sys.executable, script, flow, run_dir], env=env, timeout=over(FLOW_RUN_S))
+        flow_run = _settled(name, run_dir, over(4 * self.HEARTBEAT_S))
+        run = read_engine_run(flow_run.id)
+        if run.outcome is FlowOutcome.FAILED:
+            run.engine_notifications = self.services.told(lambda r: _about(r, flow_run), over(2))
+        return run
+
+
+def _settled(flow_name: str, run_dir: str, limit_s: float) -> Any:
+    """The flow run of `flow_name` on `run_dir`, once it is in a final state."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    deadline = time.monotonic() + limit_s
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])), limit=200
+            )
+            mine = [r for r in runs if r.parameters.get("run_dir") == run_dir]
+            if mine and mine[0].state_type.value in FINAL_TYPES:
+                return mine[0]
+            if time.monotonic() > deadline:
+                state = mine[0].state_name if mine else "not created"
+                raise TimeoutError(f"the {flow_name} flow run of {run_dir} is still {state}")
+            time.sleep(1)
+
+
+def crash_silent_flow_runs(within_s: float) -> None:
+    """Prefect's recipe for zombie flow runs: an automation that marks a flow run Crashed when no
+    heartbeat (nor a final state) follows its last heartbeat within `within_s`.
+    """
+    from datetime import timedelta
+
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    final = ("Completed", "Failed", "Cancelled", "Crashed")
+    Automation(
+        name="crash-zombie-flow-runs",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", *(f"prefect.flow-run.{s}" for s in final)},
+            match={"prefect.resource.id": ["prefect.flow-run.*"]},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=within_s),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message="Flow run marked as crashed due to missing heartbeats.",
+            )
+        ],
+    ).create()
 
 
 def _about(request: dict[str, Any], flow_run: Any) -> bool:
@@ -153,7 +250,7 @@ def _about(request: dict[str, Any], flow_run: Any) -> bool:
 
 
 if MAJOR >= 3:
-    MECHANISM = "automation: CallWebhook when a flow run enters Failed"
+    MECHANISM = "automation: CallWebhook when a flow run enters Failed or Crashed"
 
     def notify_on_failure(url: str) -> None:
         """An automation: on a flow run's Failed event, POST the run to `url` (a Webhook block)."""
@@ -166,7 +263,7 @@ if MAJOR >= 3:
         Automation(
             name="notify-failed-flow-runs",
             trigger=EventTrigger(
-                expect={"prefect.flow-run.Failed"},
+                expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
                 match={"prefect.resource.id": "prefect.flow-run.*"},
                 posture=Posture.Reactive,
                 threshold=1,
@@ -182,7 +279,7 @@ if MAJOR >= 3:
         ).create()
 
 else:
-    MECHANISM = "flow run notification policy: a custom webhook on Failed"
+    MECHANISM = "flow run notification policy: a custom webhook on Failed or Crashed"
 
     def notify_on_failure(url: str) -> None:
         """2.x's flow-run notification policy: on Failed, the server calls a webhook block."""
@@ -200,7 +297,10 @@ else:
         async def create_policy() -> None:  # 2.x's sync client has no such method
             async with get_client() as client:
                 await client.create_flow_run_notification_policy(
-                    block_document_id=block_id, is_active=True, state_names=["Failed"], tags=[]
+                    block_document_id=block_id,
+                    is_active=True,
+                    state_names=["Failed", "Crashed"],
+                    tags=[],
                 )
 
         asyncio.run(create_policy())

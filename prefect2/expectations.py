@@ -6,9 +6,12 @@ file path (shared_pipeline/engine_table.py): imports no Prefect.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from shared_pipeline.faults_plan import FaultKind
-from shared_pipeline.vocabulary import StepState
-from shared_pipeline.wiring import Deviation, Rule, Wiring, deployed
+from shared_pipeline.scenarios import Notifications
+from shared_pipeline.vocabulary import NotificationEvent, StepState
+from shared_pipeline.wiring import Deviation, Rule, Wiring, deployed, in_test_mode
 
 SOURCE = "https://github.com/PrefectHQ/prefect/blob/{version}/src/prefect"
 PREFECT2_SOURCE = SOURCE.format(version="2.20.27")
@@ -61,5 +64,71 @@ PREFECT3 = Wiring(
 
 # As deployed (a server, a process worker): the same flows, so the same rules until the runs show
 # otherwise.
+
+
+def _crashed(told: Notifications, reason: str, doc: str) -> Deviation:
+    """worker_killed under a process worker: the flow run Crashed, its task run left Running."""
+    return Deviation(
+        scenario="worker_killed",
+        steps={"train[round-1]": StepState.LOST},
+        notifications=told,
+        replaces_notifications=True,
+        reason=(
+            "The process worker watches the flow run's process: when it exits by a signal, the "
+            "worker reports the flow run Crashed (at once). Nobody ends the task run that "
+            "process was running: only the flow run is the worker's, so the task run stays "
+            f"Running. {reason}"
+        ),
+        doc=doc,
+    )
+
+
 PREFECT2_DEPLOYED = deployed(PREFECT2)
+PREFECT2_DEPLOYED = replace(
+    PREFECT2_DEPLOYED,
+    deviations=(
+        *PREFECT2_DEPLOYED.deviations,
+        _crashed(
+            (),
+            "2.x's worker runs no hook for it (the flow's on_crashed hooks would run only in "
+            "the dead process); the server's notification policy on Crashed tells.",
+            f"{PREFECT2_SOURCE}/workers/base.py#L957-L1081",
+        ),
+    ),
+)
 PREFECT3_DEPLOYED = deployed(PREFECT3)
+PREFECT3_DEPLOYED = replace(
+    PREFECT3_DEPLOYED,
+    deviations=(
+        *PREFECT3_DEPLOYED.deviations,
+        _crashed(
+            ((NotificationEvent.FLOW_FAILED, None),),
+            "3.x's worker then runs the flow's on_crashed hooks, in a process it starts for "
+            "them (a few seconds later); the automation on Crashed tells too.",
+            f"{PREFECT3_SOURCE}/runner/_flow_run_executor.py#L223-L229",
+        ),
+    ),
+)
+# A flow run by a process of its own, no worker: worker_killed only.
+PREFECT3_HEARTBEAT = replace(
+    PREFECT3_DEPLOYED,
+    scenarios=("worker_killed",),
+    scenarios_reason="the runtime differs from prefect3-deployed only in who watches a flow run",
+    deviations=(
+        *(d for d in PREFECT3_DEPLOYED.deviations if d.scenario != "worker_killed"),
+        Deviation(
+            scenario="worker_killed",
+            steps={"train[round-1]": StepState.LOST},
+            replaces_notifications=True,
+            reason=(
+                "Nothing watches a flow run's own process: after the kill the flow run still "
+                "says Running until its heartbeats have been missing for the automation's window "
+                "(3 heartbeats of 30 s, Prefect's recipe); the automation then marks it Crashed, "
+                "and the automation on Crashed tells. No hook runs: there is no process left to "
+                "run them. The task run stays Running."
+            ),
+            doc="https://docs.prefect.io/v3/advanced/detect-zombie-flows",
+        ),
+    ),
+)
+PREFECT2, PREFECT3 = in_test_mode(PREFECT2), in_test_mode(PREFECT3)

@@ -7,6 +7,7 @@ and a `while` loop for retraining.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from prefect import flow, task, unmapped
@@ -22,6 +23,10 @@ SETTINGS = Settings()
 
 # report: begin notifications
 NOTIFIED: dict[str, Any] = dict(on_failure=[notify_task_failed])  # every task
+# A flow run whose process died is Crashed, not Failed: its own hook list.
+FLOW_NOTIFIED: dict[str, Any] = dict(
+    on_failure=[notify_flow_failed], on_crashed=[notify_flow_failed]
+)
 # report: end notifications
 # report: begin resume
 # A rerun with the same inputs reuses the result (stored in the run directory).
@@ -126,7 +131,7 @@ def finish(run_dir: str, train_read: dict, feats: dict, evaluation: dict, degrad
 
 
 # report: begin notifications
-@flow(name="train-pipeline", on_failure=[notify_flow_failed])
+@flow(name="train-pipeline", **FLOW_NOTIFIED)
 # report: end notifications
 def train_pipeline(run_dir: str):
     train_read, feats, degraded = prepare(run_dir)
@@ -144,7 +149,7 @@ def train_pipeline(run_dir: str):
     return finish(run_dir, train_read, feats, evaluation, degraded)
 
 
-@flow(name="retrain-until-good", on_failure=[notify_flow_failed])
+@flow(name="retrain-until-good", **FLOW_NOTIFIED)
 def retrain_until_good(run_dir: str):
     train_read, feats, degraded = prepare(run_dir)
 
@@ -162,3 +167,7 @@ def retrain_until_good(run_dir: str):
 
 
 FLOWS = {"train": train_pipeline, "retrain": retrain_until_good}
+
+if __name__ == "__main__":
+    # `python prefect2/flows.py FLOW RUN_DIR`: a flow run in a process of its own, no worker.
+    FLOWS[sys.argv[1]](sys.argv[2])

@@ -283,6 +283,8 @@ class ControlAdapter:
         ),
     ]
 
+    in_process = True  # the flow runs in the calling process: a kill of it is a kill of this
+
     def __init__(self, out: Path | None = None) -> None:
         """The control keeps no state outside each run directory; `out` is not needed."""
 
@@ -316,3 +318,12 @@ class ControlAdapter:
         outcome = FlowOutcome.DEGRADED if degraded else FlowOutcome.COMPLETED
         # report: end fallback
         return EngineRun(native_state=native, outcome=outcome, tasks=pipeline.tasks)
+
+    def after_kill(self, run_dir: str, flow: str, status: int | None) -> EngineRun:
+        """The flow's process died: its ledger was in its memory, so nothing says what it did."""
+        return EngineRun(
+            native_state=f"process ended by signal {-(status or 0)}",
+            native_message="the ledger died with the process",
+            outcome=FlowOutcome.LOST,
+            tasks=[],
+        )

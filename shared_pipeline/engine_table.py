@@ -12,11 +12,13 @@ ENGINES = {
     "prefect3": "prefect2.adapter:PrefectAdapter",
     "prefect2-deployed": "prefect2.deployed:DeployedAdapter",
     "prefect3-deployed": "prefect2.deployed:DeployedAdapter",
+    "prefect3-heartbeat": "prefect2.deployed:HeartbeatAdapter",
     "prefect1": "prefect1.adapter:LocalAdapter",
     "prefect1-dask": "prefect1.adapter:DaskAdapter",
     # airflow/ is a DAGs folder: as a package it would shadow the installed `airflow`.
     "airflow": "airflow/adapter.py:AirflowAdapter",
     "airflow-deployed": "airflow/deployed.py:DeployedAdapter",
+    "airflow-supervisor": "airflow/deployed.py:SupervisorKilledAdapter",
 }
 
 # Engine name -> "module:name" or "file.py:name" of its Wiring (shared_pipeline/wiring.py), loaded
@@ -27,10 +29,22 @@ WIRINGS = {
     "prefect3": "prefect2/expectations.py:PREFECT3",
     "prefect2-deployed": "prefect2/expectations.py:PREFECT2_DEPLOYED",
     "prefect3-deployed": "prefect2/expectations.py:PREFECT3_DEPLOYED",
+    "prefect3-heartbeat": "prefect2/expectations.py:PREFECT3_HEARTBEAT",
     "prefect1": "prefect1/expectations.py:LOCAL",
     "prefect1-dask": "prefect1/expectations.py:DASK",
     "airflow": "airflow/expectations.py:AIRFLOW",
     "airflow-deployed": "airflow/expectations.py:AIRFLOW_DEPLOYED",
+    "airflow-supervisor": "airflow/expectations.py:AIRFLOW_SUPERVISOR",
+}
+
+# An engine's other runtimes beside its test mode -> that test-mode engine. The report gives
+# them no column: they answer the lessons about the runtime.
+RUNTIME_OF = {
+    "prefect2-deployed": "prefect2",
+    "prefect3-deployed": "prefect3",
+    "prefect3-heartbeat": "prefect3",
+    "airflow-deployed": "airflow",
+    "airflow-supervisor": "airflow",
 }
 
 # Engine name -> module answering the semantics probes (shared_pipeline/probing.py). The plain-

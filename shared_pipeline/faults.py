@@ -119,9 +119,11 @@ class Attempt:
         return url.render_as_string(hide_password=False)
 
     def hang_if_planned(self) -> None:
-        """HANG: a loop that stops making progress; BLOCK: one call that never returns."""
+        """HANG: a loop that stops making progress; BLOCK: one call that never returns; KILLED:
+        midway, waiting for the kill (a process that outlives it gives up at the cap).
+        """
         cap = self.ctx.settings.hang_cap_s
-        if self.fault is FaultKind.HANG:
+        if self.fault in (FaultKind.HANG, FaultKind.KILLED):
             deadline = time.monotonic() + cap
             # Short sleeps: an engine that interrupts (signal or thread exception) gets in
             # between two of them, as it would between any two Python statements.

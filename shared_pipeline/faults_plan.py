@@ -17,6 +17,7 @@ class FaultKind(StrEnum):
     HANG = "hang"  # the step's own work stops making progress (until the hang cap)
     BLOCK = "block"  # the step blocks in one socket read on a server that never answers
     CORRUPT_FEATURES = "corrupt_features"  # NaNs reach scikit-learn, which refuses to fit
+    KILLED = "killed"  # its process gets SIGKILL midway, from outside (shared_pipeline/killer.py)
 
 
 HANG_FAULTS = frozenset({FaultKind.HANG, FaultKind.BLOCK})  # end at the hang cap if not stopped

@@ -5,8 +5,10 @@ An adapter (one per wiring) runs a flow and reads task states back from its engi
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import multiprocessing
 import os
 import platform
 import shutil
@@ -14,7 +16,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,6 +31,7 @@ from shared_pipeline.data import generate_month, load_months
 from shared_pipeline.enrichment_api import EnrichmentAPI
 from shared_pipeline.faults import init_attempt_log, mark_fixed, read_attempt_log
 from shared_pipeline.faults_plan import FaultKind
+from shared_pipeline.killer import Killer, the_step_process
 from shared_pipeline.notifications import read_notifications
 from shared_pipeline.records import (
     DEFAULT_BACKEND,
@@ -67,6 +70,7 @@ class EngineRun(BaseModel):
     graph_kind: str | None = None  # "declared" or "observed": see FlowRunRecord
     graph: list[GraphEdge] = Field(default_factory=list)
     engine_notifications: list[EngineNotification] = Field(default_factory=list)
+    native_ended_at: datetime | None = None  # when the engine's store says the flow run ended
 
 
 class EngineAdapter(Protocol):
@@ -230,14 +234,15 @@ def _fill_unseen(
     tasks: list[TaskRecord], may_be_absent: tuple[str, ...], outcome: FlowOutcome
 ) -> None:
     """Tasks the engine never created, where its wiring says it may not: a successful run skipped
-    them, a failed one never got there. A dynamic flow only creates the tasks it calls, so their
-    absence is itself the engine's answer. Any other missing task stays missing (conformance
-    reports it).
+    them, a failed one never got there, a lost one may have done anything. A dynamic flow only
+    creates the tasks it calls, so their absence is itself the engine's answer. Any other missing
+    task stays missing (conformance reports it).
     """
     seen = {t.task for t in tasks}
-    state = (
-        StepState.NOT_RUN_UPSTREAM_FAILED if outcome is FlowOutcome.FAILED else StepState.SKIPPED
-    )
+    state = {
+        FlowOutcome.FAILED: StepState.NOT_RUN_UPSTREAM_FAILED,
+        FlowOutcome.LOST: StepState.LOST,  # a run whose process died: nothing says what it did
+    }.get(outcome, StepState.SKIPPED)
     for task_id in may_be_absent:
         if task_id not in seen:
             tasks.append(
@@ -248,6 +253,43 @@ def _fill_unseen(
                     attempts=0,
                 )
             )
+
+
+def _killer(
+    adapter: EngineAdapter, scenario: Scenario, run_dir: Path, run: int
+) -> contextlib.AbstractContextManager[Killer | None]:
+    """Who kills the process of a `killed` attempt (the adapter may name which process)."""
+    if not any(rule.kind is FaultKind.KILLED for rule in scenario.faults):
+        return contextlib.nullcontext()
+    return Killer(run_dir, run, getattr(adapter, "kill_target", the_step_process))
+
+
+def _run_flow(
+    adapter: EngineAdapter, killer: Killer | None, run_dir: str, flow: str, resume: bool
+) -> EngineRun:
+    """`adapter.run_flow`; where a kill is planned and the adapter runs flows in its own process
+    (`in_process`), in a child process, so that the kill ends the flow and not this one; what it
+    left is then read back by `adapter.after_kill(run_dir, flow, status)`.
+    """
+    if killer is None or not getattr(adapter, "in_process", False):
+        return adapter.run_flow(run_dir, flow, resume)
+    context = multiprocessing.get_context("fork")  # the adapter as it is, engine imported
+    reader, writer = context.Pipe(duplex=False)
+    child = context.Process(target=_child, args=(adapter, run_dir, flow, resume, writer))
+    child.start()
+    writer.close()
+    try:
+        answer = reader.recv()
+    except EOFError:  # the child died before it could answer
+        answer = None
+    child.join()
+    if answer is None:
+        return adapter.after_kill(run_dir, flow, child.exitcode)
+    return EngineRun.model_validate_json(answer)
+
+
+def _child(adapter: EngineAdapter, run_dir: str, flow: str, resume: bool, answer: Any) -> None:
+    answer.send(adapter.run_flow(run_dir, flow, resume).model_dump_json())
 
 
 def run_scenario(
@@ -319,7 +361,8 @@ def run_scenario(
             say(f"flow run {number}/{len(scenario.runs)}")
             before = RegistrySnapshot(**registry.snapshot(run_dir))
             t0 = time.perf_counter()
-            result = adapter.run_flow(str(run_dir), scenario.flow, resume=number > 1)
+            with _killer(adapter, scenario, run_dir, number) as killer:
+                result = _run_flow(adapter, killer, str(run_dir), scenario.flow, number > 1)
             wall = time.perf_counter() - t0
             after = RegistrySnapshot(**registry.snapshot(run_dir))
             tasks = list(result.tasks)
@@ -341,6 +384,8 @@ def run_scenario(
                     attempt_log=[AttemptLogEntry(**e) for e in read_attempt_log(run_dir, number)],
                     graph_kind=result.graph_kind,
                     graph=result.graph,
+                    kills=killer.kills if killer else [],
+                    native_ended_at=result.native_ended_at,
                 )
             )
     record = RunRecord(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
-from shared_pipeline.context import append_event, read_events
+from shared_pipeline.context import append_event, current_run, read_events
 from shared_pipeline.vocabulary import NotificationEvent
 
 SINK = "notifications.jsonl"
@@ -35,3 +36,18 @@ def notify(
 
 def read_notifications(run_dir: str | Path, run: int | None = None) -> list[dict]:
     return read_events(run_dir, SINK, run)
+
+
+def wait_for_flow_failed(run_dir: str | Path, limit_s: float) -> bool:
+    """Wait at most `limit_s` for a flow_failed notification of the current flow run: from a
+    hook an engine runs in another process after the run has ended (so it lands in this run).
+    """
+    run = current_run(run_dir)
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if any(
+            n["event"] == NotificationEvent.FLOW_FAILED for n in read_notifications(run_dir, run)
+        ):
+            return True
+        time.sleep(0.2)
+    return False

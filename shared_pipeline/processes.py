@@ -5,6 +5,16 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from pathlib import Path
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its parent to reap it counts as gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
 
 
 def exit_on_sigterm() -> None:

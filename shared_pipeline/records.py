@@ -111,6 +111,17 @@ class GraphEdge(_Strict):
     downstream: str
 
 
+class Kill(_Strict):
+    """A kill -9 the `killed` fault sent: to which process, for which attempt, when."""
+
+    task: str
+    attempt: int
+    step_pid: int  # the process the attempt log names
+    pid: int  # the process killed: that one, or the one its runtime says runs it
+    what: str  # "the process running the step", "its supervisor", ...
+    at: datetime
+
+
 class FlowRunRecord(_Strict):
     run: int
     flow: str
@@ -130,6 +141,10 @@ class FlowRunRecord(_Strict):
     # "observed" (rebuilt from what the run really did, e.g. task-run inputs); None if unknown.
     graph_kind: str | None = None
     graph: list[GraphEdge] = Field(default_factory=list)
+    # The `killed` fault: what was killed, and when the engine's own store says the run ended
+    # (None: it never did, or the engine keeps no such time).
+    kills: list[Kill] = Field(default_factory=list)
+    native_ended_at: datetime | None = None
 
     def task(self, task_id: str) -> TaskRecord | None:
         return next((t for t in self.tasks if t.task == task_id), None)

@@ -42,6 +42,9 @@ class RunExpectation(BaseModel):
     engine_tasks: tuple[str, ...] = ()
     may_be_absent: tuple[str, ...] = ()
     notifies_retries: bool = False
+    # Tasks whose result the engine may have lost and recomputed from their checkpoint: their
+    # state may be cached instead, though their step ran.
+    may_be_cached: tuple[str, ...] = ()
 
 
 class Scenario(BaseModel):
@@ -114,6 +117,18 @@ def _retrain_steps() -> dict[str, StepState]:
     rounds = range(1, RETRAIN_ROUNDS + 1)
     looped = [f"{step}[round-{n}]" for n in rounds for step in ("train", "evaluate")]
     return {task: C for task in tasks + looped}
+
+
+def _killed_loop_steps() -> dict[str, StepState]:
+    """The retraining loop's first round failed: nothing after it runs."""
+    tasks = [t for t in MAIN_TASKS if not t.startswith(("train[", "evaluate", "gate", "register"))]
+    return {
+        **{task: C for task in tasks},
+        "train[round-1]": StepState.FAILED,
+        "evaluate[round-1]": NOT_RUN,
+        "gate": NOT_RUN,
+        "register": NOT_RUN,
+    }
 
 
 CATALOGUE: tuple[Scenario, ...] = (
@@ -318,6 +333,29 @@ CATALOGUE: tuple[Scenario, ...] = (
                 steps=_retrain_steps(),
                 outcome=FlowOutcome.COMPLETED,
                 registry=RegistryEffect.PROMOTED,
+            ),
+        ),
+    ),
+    Scenario(
+        id="worker_killed",
+        title="A worker killed mid-task",
+        description=(
+            "The process running the first round of the retraining loop is killed midway "
+            "(kill -9), as the kernel's OOM killer or a lost node kills it. Nothing in that "
+            "process can react: no exception, no `finally`, no hook. Only someone outside can "
+            "notice: the spec asks that the engine does, marks the task failed, stops the loop "
+            "that needed it and tells someone, and that the production model survives. How "
+            "long noticing takes, and whether the killed work runs again, is each engine's "
+            "answer."
+        ),
+        flow="retrain",
+        faults=(FaultRule(step="train", key="round-1", kind=FaultKind.KILLED, attempts=(1,)),),
+        runs=(
+            RunExpectation(
+                steps=_killed_loop_steps(),
+                outcome=FlowOutcome.FAILED,
+                notifications=((TASK_FAILED, "train[round-1]"), (FLOW_FAILED, None)),
+                registry=RegistryEffect.UNCHANGED,
             ),
         ),
     ),

@@ -19,6 +19,9 @@ class StepState(StrEnum):
     NOT_RUN_UPSTREAM_FAILED = "not_run_upstream_failed"
     SKIPPED = "skipped"
     CACHED = "cached"
+    # Its process was killed and the engine never ended it: it still says running, or nothing
+    # recorded it at all.
+    LOST = "lost"
 
 
 class FlowOutcome(StrEnum):
@@ -28,6 +31,8 @@ class FlowOutcome(StrEnum):
     # Completed, but through a fallback path (the engine's state says so, e.g. a state name).
     DEGRADED = "degraded"
     FAILED = "failed"
+    # The process running the flow died and nothing ever ended the run.
+    LOST = "lost"
 
 
 class RegistryEffect(StrEnum):

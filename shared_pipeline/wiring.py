@@ -20,8 +20,14 @@ from pydantic import BaseModel, ConfigDict
 from shared_pipeline.faults_plan import HANG_FAULTS, FaultKind
 from shared_pipeline.loading import load_module
 from shared_pipeline.records import FlowRunRecord
-from shared_pipeline.scenarios import Notifications, RunExpectation, Scenario
-from shared_pipeline.vocabulary import FlowOutcome, NotificationEvent, StepState
+from shared_pipeline.scenarios import (
+    CATALOGUE,
+    Notifications,
+    RunExpectation,
+    Scenario,
+    get_scenario,
+)
+from shared_pipeline.vocabulary import FlowOutcome, NotificationEvent, RegistryEffect, StepState
 
 C = StepState.COMPLETED
 NOT_RUN = StepState.NOT_RUN_UPSTREAM_FAILED
@@ -33,7 +39,8 @@ class Deviation(BaseModel):
     """One documented behavioural difference from the spec in one flow run of one scenario.
 
     `steps` may name spec tasks and the wiring's control tasks; `notifications` are added to
-    the spec's (an engine that notifies more says only what it adds).
+    the spec's (an engine that notifies more says only what it adds), or replace them where
+    `replaces_notifications` (what one that tells less sends instead).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -43,6 +50,9 @@ class Deviation(BaseModel):
     steps: dict[str, StepState] = {}
     outcome: FlowOutcome | None = None
     notifications: Notifications = ()
+    replaces_notifications: bool = False
+    registry: RegistryEffect | None = None
+    may_be_cached: tuple[str, ...] = ()  # see RunExpectation.may_be_cached
     reason: str
     doc: str
 
@@ -74,15 +84,18 @@ class Graph:
 
 
 def called_only(task: str, state: StepState) -> bool:
-    """A dynamic flow creates a task when it calls it: one it never got to is never created."""
-    return state in (NOT_RUN, StepState.SKIPPED)
+    """A dynamic flow creates a task when it calls it: one it never got to is never created (nor
+    one its process died with, as nothing may have recorded it).
+    """
+    return state in (NOT_RUN, StepState.SKIPPED, StepState.LOST)
 
 
 def unmapped_children(step: str) -> Callable[[str, StepState], bool]:
     """A static graph's mapped `step` that never ran has no children: they are never created."""
 
     def never_created(task: str, state: StepState) -> bool:
-        return task.startswith(f"{step}[") and state is NOT_RUN
+        # Nor any task its run's process died with: nothing may have recorded it.
+        return (task.startswith(f"{step}[") and state is NOT_RUN) or state is StepState.LOST
 
     return never_created
 
@@ -179,10 +192,15 @@ def expected(scenario: Scenario, wiring: Wiring | None) -> list[RunExpectation]:
         for rule in wiring.rules:
             run = _apply_rule(scenario, run, rule)
         steps, outcome, notes = dict(run.steps), run.outcome, list(run.notifications)
+        registry, recomputed = run.registry, run.may_be_cached
         for deviation in wiring.deviations:
             if deviation.scenario == scenario.id and deviation.run == number:
                 steps.update(deviation.steps)
                 outcome = deviation.outcome or outcome
+                registry = deviation.registry or registry
+                recomputed += deviation.may_be_cached
+                if deviation.replaces_notifications:
+                    notes = []
                 notes += deviation.notifications
         graph = wiring.graph(scenario.flow, steps) if wiring.graph else Graph()
         overridden = {
@@ -195,11 +213,18 @@ def expected(scenario: Scenario, wiring: Wiring | None) -> list[RunExpectation]:
         executed = run.executed
         if graph.folded:
             kept = {t: s for t, s in steps.items() if t not in graph.folded}
-            executed = tuple(t for t, s in steps.items() if s not in NOT_EXECUTED)
+            executed = tuple(
+                t
+                for t, s in steps.items()
+                # A step lost with its run's process never began (the one killed is failed).
+                if s not in NOT_EXECUTED and s is not StepState.LOST and t not in control
+            )
             steps = kept
         steps = {**steps, **control}
         absent = tuple(
-            t for t, s in steps.items() if t not in control and wiring.never_created(t, s)
+            t
+            for t, s in steps.items()
+            if (t not in control or s is StepState.LOST) and wiring.never_created(t, s)
         )
         runs.append(
             run.model_copy(
@@ -207,6 +232,8 @@ def expected(scenario: Scenario, wiring: Wiring | None) -> list[RunExpectation]:
                     "steps": steps,
                     "outcome": outcome,
                     "notifications": tuple(notes),
+                    "registry": registry,
+                    "may_be_cached": recomputed,
                     "executed": executed,
                     "engine_tasks": tuple(control),
                     "may_be_absent": absent,
@@ -246,7 +273,29 @@ def wiring_of(engine: str) -> Wiring | None:
     return _load(target) if target else None
 
 
-DYNAMIC = Wiring()  # the plain-Python control: a dynamic flow, nothing added
+def _lost(scenario_id: str) -> dict[str, StepState]:
+    """Every task of the scenario's first flow run: lost with the process that ran it."""
+    return {task: StepState.LOST for task in get_scenario(scenario_id).runs[0].steps}
+
+
+# The plain-Python control: a dynamic flow, nothing added; what it knew lived in its process.
+DYNAMIC = Wiring(
+    deviations=(
+        Deviation(
+            scenario="worker_killed",
+            steps=_lost("worker_killed"),
+            outcome=FlowOutcome.LOST,
+            replaces_notifications=True,
+            reason=(
+                "The control is the process that was killed: SIGKILL cannot be caught or "
+                "handled, so its ledger and its hooks die with it and nothing records the run. "
+                "What remains are the checkpoints of the steps that finished (resume_after_fix "
+                "shows a rerun reusing them)."
+            ),
+            doc="https://man7.org/linux/man-pages/man7/signal.7.html",
+        ),
+    )
+)
 
 # What a second runtime of an engine (its servers and workers) runs: the scenarios where the
 # runtime can change an answer (timeouts, retries and their delays, hooks, parallel branches,
@@ -260,12 +309,28 @@ RUNTIME_SCENARIOS = (
     "train_blocks",
     "fanout_partial",
     "resume_after_fix",
+    "worker_killed",
 )
 RUNTIME_REASON = (
     "the runtime changes where a flow runs (a process a worker starts, its main thread), not "
     "what the steps read: the scenarios about data (a bad body, bad data) and the loop answer "
     "the same; the source database is the test mode's concern"
 )
+
+
+# A kill of the process running a task, in a test mode that runs tasks in the calling process
+# (Prefect's flow call, Airflow's dag.test()), is a kill of the test: its deployed runtime has it.
+KILLED_IN_TEST_MODE = (
+    "in test mode the tasks run in the test's own process, so killing the process running a task "
+    "kills the run's reader too; the deployed runtime, where a worker or scheduler runs them, has "
+    "this scenario"
+)
+
+
+def in_test_mode(wiring: Wiring) -> Wiring:
+    """A wiring's engine in its in-process test mode: every scenario but worker_killed."""
+    runs = tuple(s.id for s in CATALOGUE if s.id != "worker_killed")
+    return replace(wiring, scenarios=runs, scenarios_reason=KILLED_IN_TEST_MODE)
 
 
 def deployed(wiring: Wiring) -> Wiring:

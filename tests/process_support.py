@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
+from shared_pipeline.processes import alive
 
-def alive(pid: int) -> bool:
-    """Running (a zombie waiting for its parent to reap it counts as gone)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "State:\tZ" not in status
+__all__ = ["alive", "wait_gone"]
 
 
 def wait_gone(pid: int, limit_s: float = 15.0) -> bool:

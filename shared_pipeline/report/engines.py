@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared_pipeline.records import RunRecord
+
 # Failure-handling features, as marked in the wirings: `# report: begin <feature>`.
 FEATURES: dict[str, str] = {
     "retries": "Retries",
@@ -33,6 +35,7 @@ SCENARIO_FEATURES: dict[str, tuple[str, ...]] = {
     "fanout_partial": ("fanout",),
     "resume_after_fix": ("resume",),
     "retrain_until_good": ("loop",),
+    "worker_killed": ("notifications",),
 }
 
 
@@ -352,3 +355,18 @@ def engine(key: str) -> Engine:
 def engine_order(keys: list[str]) -> list[str]:
     known = [k for k in ENGINES if k in keys]
     return known + sorted(k for k in keys if k not in ENGINES)
+
+
+# How an engine's other runtimes are named beside its label (a record's `runtime` says it all).
+RUNTIME_LABELS = {
+    "prefect2-deployed": "under a process worker",
+    "prefect3-deployed": "under a process worker",
+    "prefect3-heartbeat": "a process of its own, heartbeats",
+    "airflow-deployed": "scheduler, task process killed",
+    "airflow-supervisor": "scheduler, supervisor killed",
+}
+
+
+def runtime_label(record: RunRecord) -> str:
+    """Beside the engine's label: which of its runtimes ran (nothing for its own column's)."""
+    return RUNTIME_LABELS.get(record.engine, "")

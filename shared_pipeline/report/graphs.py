@@ -16,6 +16,7 @@ STYLES = {
     StepState.NOT_RUN_UPSTREAM_FAILED: ("notrun", "fill:#eeeeee,stroke:#9e9e9e", "grey"),
     StepState.SKIPPED: ("skipped", "fill:#f5f5f5,stroke:#bdbdbd,stroke-dasharray: 4 2", "dashed"),
     StepState.CACHED: ("cached", "fill:#d6e6fa,stroke:#1565c0", "blue"),
+    StepState.LOST: ("lost", "fill:#e8d8f0,stroke:#6a1b9a,stroke-dasharray: 2 2", "purple"),
 }
 
 

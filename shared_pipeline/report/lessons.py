@@ -7,12 +7,19 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
-from shared_pipeline.records import FlowRunRecord, RunRecord
+from shared_pipeline.records import FlowRunRecord, Kill, RunRecord
 from shared_pipeline.report.cells import REGISTRY_WORDS, code, interrupted, timeout_lines
 from shared_pipeline.report.runtimes import aspects
 from shared_pipeline.scenarios import CATALOGUE
-from shared_pipeline.vocabulary import STEPS, NotificationEvent, StepState, split_task_id
+from shared_pipeline.vocabulary import (
+    STEPS,
+    FlowOutcome,
+    NotificationEvent,
+    StepState,
+    split_task_id,
+)
 
 Get = Callable[[str], RunRecord | None]  # one engine's record of a scenario
 
@@ -39,6 +46,8 @@ class Lesson:
     # A lesson about the deployed runtime: `answer(get, get_deployed)`, its evidence on `page`.
     deployed: bool = False
     page: str = ""
+    # A lesson answered per runtime: `answer(record)` for each runtime's record of its scenario.
+    per_runtime: bool = False
 
 
 def _states(tasks: list, words: str = "") -> str:
@@ -316,6 +325,59 @@ def test_mode_against_deployed(get: Get, get_deployed: Get) -> Answer | None:
     return Answer(f"{same}/{len(pairs)} alike, {deployed_s:.1f} s a run", detail)
 
 
+def _after(later: datetime | None, kill: Kill) -> str:
+    if later is None:
+        return ""
+    seconds = (later - kill.at).total_seconds()
+    return f"{seconds:.2f} s" if seconds < 1 else f"{seconds:.1f} s"
+
+
+def worker_died(record: RunRecord) -> Answer | None:
+    """What the engine showed after the kill, how soon, who was told, what ran again."""
+    run = record.runs[0]
+    if not run.kills:
+        return None
+    kill = run.kills[0]
+    task = run.task(kill.task)
+    tries = [e for e in run.attempt_log if e.task == kill.task]
+    killed = next(e for e in tries if e.attempt == kill.attempt)
+    again = [e for e in tries if e.attempt > kill.attempt]
+    if run.outcome is FlowOutcome.LOST:
+        shown, short = f"nothing ended the run ({run.native_state})", "nothing noticed"
+    else:
+        # The first sign the engine noticed: the killed task ended, the run ended, or it ran again.
+        ended = task.ended_at if task and task.state is not StepState.LOST else None
+        signs = [t for t in (ended, run.native_ended_at, *(e.started for e in again)) if t]
+        when = _after(min(signs), kill) if signs else "?"
+        shown = f"{code(run.native_state)} run, noticed {when} after the kill"
+        short = f"{code(run.native_state)} after {when}"
+    state = (
+        f"{code(task.native_state)} ({task.state.value})"
+        if task and task.native_state
+        else "no record"
+    )
+    hooks = Counter(n.event for n in run.notifications)
+    told = [f"{event} ×{n}" for event, n in sorted(hooks.items())]
+    told += [
+        f"its {n.mechanism.split(':')[0]} {_after(n.received_at, kill)} after"
+        for n in run.engine_notifications
+    ]
+    if again:
+        first = again[0]
+        twice = f"ran again {_after(first.started, kill)} after (attempt {first.attempt}: "
+        twice += f"{first.outcome})"
+    elif killed.ended is not None:  # a parent was killed: the step's own process lived on
+        twice = f"ran on, to {killed.outcome} {_after(killed.ended, kill)} after the kill"
+    else:
+        twice = "ran once"
+    detail = (
+        f"kill -9 of {kill.what}; {shown}; {kill.task} {state}; told: "
+        f"{', '.join(told) or 'nobody'}; the killed work {twice}; "
+        f"{REGISTRY_WORDS[run.registry_effect]}"
+    )
+    return Answer(short, detail)
+
+
 LESSONS: tuple[Lesson, ...] = (
     Lesson(
         "downstream",
@@ -397,6 +459,16 @@ LESSONS: tuple[Lesson, ...] = (
         final_state,
         _gate_setting,
         picture="",
+    ),
+    Lesson(
+        "worker",
+        "When a worker dies",
+        "When a worker dies, what does the engine show, and when?",
+        ("worker_killed",),
+        (),
+        worker_died,
+        picture="",
+        per_runtime=True,
     ),
     Lesson(
         "deployed",

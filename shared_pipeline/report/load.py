@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared_pipeline.engine_table import RUNTIME_OF
 from shared_pipeline.probes import ProbeRecord, read_probe
 from shared_pipeline.records import RunRecord, read_record
 from shared_pipeline.report.engines import engine_order
@@ -21,22 +22,33 @@ class Records:
     # An engine's second runtime (results/<engine>-deployed/): test-mode engine -> scenario ->
     # record; compared with the test mode in a lesson of its own, not given columns.
     deployed: dict[str, dict[str, RunRecord]] = field(default_factory=dict)
+    # Its other runtimes (engine_table.RUNTIME_OF): runtime engine -> scenario -> record.
+    variants: dict[str, dict[str, RunRecord]] = field(default_factory=dict)
 
     def get_deployed(self, engine: str, scenario: str) -> RunRecord | None:
         return self.deployed.get(engine, {}).get(scenario)
+
+    def runtimes(self, engine: str, scenario: str) -> list[RunRecord]:
+        """`engine`'s records of `scenario` in each of its runtimes: test mode, deployed, others."""
+        found = [self.get(engine, scenario), self.get_deployed(engine, scenario)]
+        found += [
+            records.get(scenario)
+            for variant, records in sorted(self.variants.items())
+            if RUNTIME_OF[variant] == engine
+        ]
+        return [r for r in found if r is not None]
 
     def get(self, engine: str, scenario: str) -> RunRecord | None:
         return self.by_engine.get(engine, {}).get(scenario)
 
     def all(self) -> list[RunRecord]:
         """Every record, on every source database and runtime."""
-        own = [r for records in self.by_engine.values() for r in records.values()]
-        deployed = [r for records in self.deployed.values() for r in records.values()]
-        return own + deployed + [r for other in self.other_backends.values() for r in other.all()]
+        runtimes = [*self.by_engine.values(), *self.deployed.values(), *self.variants.values()]
+        own = [r for records in runtimes for r in records.values()]
+        return own + [r for other in self.other_backends.values() for r in other.all()]
 
     def count(self) -> int:
-        own = sum(len(records) for records in self.by_engine.values())
-        return own + sum(other.count() for other in self.other_backends.values())
+        return len(self.all())
 
 
 DEPLOYED = "-deployed"  # the engine name of a test-mode engine's deployed runtime
@@ -45,15 +57,20 @@ DEPLOYED = "-deployed"  # the engine name of a test-mode engine's deployed runti
 def _index(paths: list[Path]) -> Records:
     by_engine: dict[str, dict[str, RunRecord]] = {}
     deployed: dict[str, dict[str, RunRecord]] = {}
+    variants: dict[str, dict[str, RunRecord]] = {}
     for path in paths:
         record = read_record(path)
         if record.engine.endswith(DEPLOYED):
             deployed.setdefault(record.engine.removesuffix(DEPLOYED), {})[record.scenario] = record
+        elif record.engine in RUNTIME_OF:
+            variants.setdefault(record.engine, {})[record.scenario] = record
         else:
             by_engine.setdefault(record.engine, {})[record.scenario] = record
     seen = {scenario for records in by_engine.values() for scenario in records}
     scenarios = [s.id for s in CATALOGUE if s.id in seen] + sorted(seen - set(SCENARIOS))
-    return Records(by_engine, engine_order(list(by_engine)), scenarios, deployed=deployed)
+    return Records(
+        by_engine, engine_order(list(by_engine)), scenarios, deployed=deployed, variants=variants
+    )
 
 
 def load_records(results: Path) -> Records:
