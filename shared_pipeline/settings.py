@@ -28,7 +28,9 @@ class Settings(BaseModel):
     # Enrichment API: a client timeout turns a silent hang into an error the engine can retry.
     enrich_retries: int = 2
     enrich_retry_delay_s: float = 0.1
-    api_timeout_s: float = 0.5
+    # A healthy request took up to 0.063 s, in a deployed flow run beside a busy core (0.5 s kept
+    # 8x): 1 s keeps 16x.
+    api_timeout_s: float = 1.0
     # Training: a candidate that runs longer than this is stopped by the engine. A healthy fit
     # (the regressor on the features' matrix) took up to 0.291 s in test mode on 2 cores, where
     # 3 s keeps 10x, and 0.263 s in a deployed flow run (8x at 2 s) but 0.402 s in a deployed
