@@ -55,3 +55,11 @@ PROBE_MODULES = {
     "prefect1": "prefect1.probes",
     "airflow": "airflow/probes.py",
 }
+
+# Engine name -> "module:class" of its own UI served over the state its deployed session left,
+# for shared_pipeline/ui.py to screenshot.
+UIS = {
+    "prefect2-deployed": "prefect2.ui:PrefectUI",
+    "prefect3-deployed": "prefect2.ui:PrefectUI",
+    "airflow-deployed": "airflow/ui.py:AirflowUI",
+}
