@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 from shared_pipeline.processes import alive
 
-__all__ = ["alive", "wait_gone"]
+__all__ = ["alive", "processes_mentioning", "wait_gone", "wait_gone_all"]
 
 
 def wait_gone(pid: int, limit_s: float = 15.0) -> bool:
@@ -16,3 +18,27 @@ def wait_gone(pid: int, limit_s: float = 15.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def _environ_mentions(pid: int, marker: bytes) -> bool:
+    try:
+        return marker in Path(f"/proc/{pid}/environ").read_bytes()
+    except (FileNotFoundError, PermissionError, ProcessLookupError):
+        return False
+
+
+def processes_mentioning(marker: Path) -> list[int]:
+    """Running processes whose environment names `marker` (services, Chromium, their children)."""
+    pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+    return [
+        p for p in pids if p != os.getpid() and alive(p) and _environ_mentions(p, bytes(marker))
+    ]
+
+
+def wait_gone_all(marker: Path, limit_s: float = 15.0) -> bool:
+    deadline = time.monotonic() + limit_s
+    while processes_mentioning(marker):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
