@@ -191,6 +191,39 @@ def deployed(session: nox.Session, engine: str) -> None:
         _conformance(session, KILL_VARIANTS[engine], None, probes=False)
 
 
+# The engine's state store that its deployed session leaves in runs/<engine>-deployed/.services/.
+UI_STATE = {
+    "prefect2": "server/prefect.db",
+    "prefect3": "server/prefect.db",
+    "airflow": "airflow-home/airflow.db",
+}
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("engine", list(DEPLOYED))
+def ui(session: nox.Session, engine: str) -> None:
+    """The engine's own UI over the state its deployed session left: the runs that matter shot by
+    headless Chromium (docs/report/screenshots/), each checked against its page's DOM
+    (results/ui/<engine>-deployed.json); no process left behind, also after Ctrl-C.
+    """
+    state = ROOT / "runs" / f"{engine}-deployed" / ".services" / UI_STATE[engine]
+    if not state.exists():
+        session.error(
+            f"no deployed state of {engine} ({state.relative_to(ROOT)} is missing): run "
+            f"nox -s \"deployed(engine='{engine}')\" first"
+        )
+    if not CHROMIUM.exists():
+        session.run("apt-get", "install", "-y", "chromium", external=True)  # Debian's, ~30 s
+    _install(session, *DEPLOYED[engine])
+    session.run(
+        *PYTEST,
+        str(ROOT / "tests" / "engines" / "test_ui.py"),
+        *session.posargs,
+        env=_env(f"{engine}-deployed"),
+    )
+
+
 @nox.session(python=False, name="under-load")
 def under_load(session: nox.Session) -> None:
     """The test command (or `nox` ARGS after --) beside a busy loop on one core: CI's load.
