@@ -76,9 +76,10 @@ def _index(paths: list[Path]) -> Records:
 def load_records(results: Path) -> Records:
     """results/<engine>/<scenario>.json (the default database), and beside them
     results/<engine>/<backend>/<scenario>.json for runs on another one. results/bench/ holds
-    benchmark figures and results/probes/ the probes' answers, not run records.
+    benchmark figures, results/probes/ the probes' answers and results/ui/ the manifests of the
+    UIs' screenshots, not run records.
     """
-    apart = {"bench", "probes"}  # benchmark figures and probe answers, not run records
+    apart = {"bench", "probes", "ui"}  # not run records
     default = sorted(p for p in results.glob("*/*.json") if p.parent.name not in apart)
     others: dict[str, list[Path]] = {}
     for path in sorted(results.glob("*/*/*.json")):
