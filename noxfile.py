@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -222,6 +223,13 @@ def ui(session: nox.Session, engine: str) -> None:
         *session.posargs,
         env=_env(f"{engine}-deployed"),
     )
+    manifest = json.loads((ROOT / "results" / "ui" / f"{engine}-deployed.json").read_text())
+    for shot in manifest["shots"]:
+        found = sum(c["found"] for c in shot["checks"])
+        size = shot["png_bytes"] / 1000
+        session.log(f"{shot['png']}: {size:.0f} kB, {found} of {len(shot['checks'])} texts found")
+    for skipped in manifest["skipped"]:
+        session.log(f"{skipped['scenario']}: no shot: {skipped['why']}")
 
 
 @nox.session(python=False, name="under-load")

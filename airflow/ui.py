@@ -80,7 +80,7 @@ class AirflowUI:
         except urllib.error.HTTPError as error:
             if error.code != 404:
                 raise
-            raise LookupError(f"no DAG run {run_id} in the database (another session's)") from None
+            raise LookupError(f"no DAG run {run_id} in the left state: another session's") from None
         ran_in = Path((dag_run.get("conf") or {}).get("run_dir", "")).name
         if ran_in != Path(record["run_dir"]).name:
             raise LookupError(f"DAG run {run_id} is of another run directory ({ran_in})")

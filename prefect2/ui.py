@@ -75,11 +75,10 @@ class PrefectUI:
             (r for r in _flow_runs(base) if Path(r["parameters"].get("run_dir", "")).name == name),
             key=lambda r: r["created"],
         )
+        if not mine:
+            raise LookupError(f"no flow run of {name} in the left state: another session's record")
         if len(mine) != len(record["runs"]):
-            raise LookupError(
-                f"the server holds {len(mine)} flow runs of {name}, the record "
-                f"{len(record['runs'])} (the record is of another deployed session)"
-            )
+            raise LookupError(f"{len(mine)} flow runs of {name}, {len(record['runs'])} recorded")
         flow_run = mine[run]
         tasks = sorted(
             call(

@@ -25,7 +25,7 @@ from shared_pipeline.records import record_path
 # Scenario -> which flow run of its record to show (0 the first, -1 the last), and what it shows.
 SHOTS = {
     "db_down": (0, "a dead database"),
-    "api_down": (0, "the fallback after the enrichment API failed"),
+    "api_down": (0, "the fallback while the enrichment API is down"),
     "fanout_partial": (0, "a failed fan-out branch"),
     "resume_after_fix": (-1, "the resumed run, after the fix"),
     "worker_killed": (0, "a killed worker"),
@@ -107,7 +107,7 @@ def take_shots(
             try:
                 pages = ui.find(base, _record(checkout, engine, scenario, run), run)
             except LookupError as why:
-                log(f"{engine} {scenario}: no shot ({why.args[0]})")
+                log(f"{engine} {scenario}: no shot: {why.args[0]}")
                 skipped.append({"scenario": scenario, "why": why.args[0]})
                 continue
             shot = _shoot(base, pages, out / SCREENSHOTS / f"{engine}-{scenario}.png", scratch)
