@@ -24,8 +24,6 @@ TASK_STATES = {
     "TimedOut": StepState.TIMED_OUT,
     "NotReady": StepState.NOT_RUN_UPSTREAM_FAILED,
     "Pending": StepState.NOT_RUN_UPSTREAM_FAILED,
-    # Still running after its flow run ended: its process died and nothing ended it.
-    "Running": StepState.LOST,
 }
 FINAL_TYPES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -113,7 +111,10 @@ def read_engine_run(flow_run_id: Any, settle_s: float = 0.3) -> EngineRun:
         native_state=flow_run.state_name,
         native_message=flow_run.state.message,
         outcome=flow_outcome(flow_run.state_type.value, flow_run.state_name),
-        tasks=[_task_record(run, history, origins) for run, history in task_runs],
+        tasks=[
+            _task_record(run, history, origins, flow_run.state_type.value == "CRASHED")
+            for run, history in task_runs
+        ],
         graph_kind="observed",
         graph=observed_graph([run for run, _ in task_runs], origins),
         native_ended_at=flow_run.end_time or flow_run.state.timestamp,
@@ -167,8 +168,15 @@ def cache_origins(task_runs: list[Any]) -> dict[Any, str]:
     return origins
 
 
-def _task_record(task_run: Any, history: list[Any], origins: dict[Any, str]) -> TaskRecord:
+def _task_record(
+    task_run: Any, history: list[Any], origins: dict[Any, str], crashed: bool = False
+) -> TaskRecord:
     name = origins.get(task_run.id, task_run.name)
+    if crashed and task_run.state_type.value == "RUNNING":
+        # Its flow run's process died: nobody will end this task run, it stays Running.
+        state = StepState.LOST
+    else:
+        state = task_state(task_run.state_name, task_run.run_count)
     return TaskRecord.of(
         name,
         native_id=task_run.name if name == task_run.name else f"{task_run.name} (reuses {name})",
@@ -177,7 +185,7 @@ def _task_record(task_run: Any, history: list[Any], origins: dict[Any, str]) -> 
             NativeState(name=s.name, type=s.type.value, at=s.timestamp, message=s.message)
             for s in history
         ],
-        state=task_state(task_run.state_name, task_run.run_count),
+        state=state,
         attempts=task_run.run_count,
         started_at=task_run.start_time,
         ended_at=task_run.end_time,

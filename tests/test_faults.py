@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import textwrap
@@ -26,6 +27,7 @@ from shared_pipeline.context import RunContext, set_current_run
 from shared_pipeline.enrichment_api import APIStatusError, EnrichmentAPI, Mode, get_api_mode
 from shared_pipeline.faults import HangCapReached, mark_fixed, read_attempt_log
 from shared_pipeline.faults_plan import FaultKind, FaultRule
+from shared_pipeline.killer import Killer
 from shared_pipeline.settings import Settings
 from shared_pipeline.zones import zone_congestion
 
@@ -290,3 +292,39 @@ def test_attempt_numbers_and_faults_carry_across_processes(make_run_dir: MakeRun
         assert started.tzinfo is not None and started <= ended
     assert log[1]["error"].startswith("APIStatusError: HTTP 503")
     assert log[0]["error"] is None and log[2]["error"] is None
+
+
+CHILD_TRAIN = textwrap.dedent(
+    """
+    import pickle, sys
+    from shared_pipeline import steps
+    features = pickle.loads(bytes.fromhex(sys.argv[2]))
+    steps.train(sys.argv[1], features, {"key": "linear", "model": "linear"})
+    """
+)
+
+
+@pytest.mark.timeout(120)
+def test_a_killed_attempt_loses_its_process_to_sigkill_from_outside(
+    make_run_dir: MakeRunDir,
+) -> None:
+    ctx = make_run_dir(FaultRule(step="train", kind=FaultKind.KILLED, attempts=(1,)))
+    features = pickle.dumps(unenriched_features(ctx)).hex()
+    with Killer(ctx.run_dir, 1) as killer:
+        child = subprocess.run(
+            [sys.executable, "-c", CHILD_TRAIN, ctx.run_dir, features], timeout=90
+        )
+    assert child.returncode == -signal.SIGKILL  # no exception, no finally: the process is gone
+    (row,) = rows(ctx, "train")
+    assert (row["fault"], row["ended"], row["outcome"]) == ("killed", None, None)
+    (kill,) = killer.kills
+    assert (kill.task, kill.attempt, kill.pid, kill.step_pid) == (
+        "train[linear]",
+        1,
+        row["pid"],
+        row["pid"],
+    )
+    assert kill.at >= datetime.fromisoformat(row["started"])
+
+    steps.train(ctx.run_dir, unenriched_features(ctx), LINEAR)  # attempt 2: no kill planned
+    assert [r["outcome"] for r in rows(ctx, "train")] == [None, "completed"]

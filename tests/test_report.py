@@ -20,11 +20,14 @@ import pytest
 
 from shared_pipeline import engine_table
 from shared_pipeline.control import ControlAdapter
+from shared_pipeline.engine_table import RUNTIME_OF
 from shared_pipeline.harness import run_scenario
 from shared_pipeline.probes import PROBE_IDS, read_probe
 from shared_pipeline.records import read_record
-from shared_pipeline.report.engines import ENGINES, FEATURES, WIRINGS
+from shared_pipeline.report import engines
+from shared_pipeline.report.engines import ENGINES, FEATURES, WIRINGS, runtime_label
 from shared_pipeline.report.graphs import flowchart
+from shared_pipeline.report.lessons import worker_died
 from shared_pipeline.report.markers import MarkerError, parse_file, wiring_blocks
 from shared_pipeline.report.render import build
 from shared_pipeline.scenarios import SCENARIOS, get_scenario
@@ -407,3 +410,20 @@ def _with_deployed(
 
 def _later(stamp: str, seconds: float) -> str:
     return (datetime.fromisoformat(stamp) + timedelta(seconds=seconds)).isoformat()
+
+
+def test_every_runtime_that_lost_a_worker_has_its_row_and_no_column(report, results: Path) -> None:
+    _, files = report
+    text = files[Path("REPORT.md")].decode()
+    header = next(line for line in text.splitlines() if line.startswith("| question |"))
+    lesson = text.split('<a id="lesson-worker"></a>')[1].split("<a id=")[0]
+    killed = [read_record(p) for p in sorted(results.glob("*/worker_killed.json"))]
+    assert killed, "no worker_killed record"
+    for record in killed:
+        assert record.engine not in header
+        label = engines.engine(RUNTIME_OF.get(record.engine, record.engine)).label
+        where = runtime_label(record)
+        rows = [line for line in lesson.splitlines() if line.startswith(f"| {label}")]
+        assert any((f"{label}, {where} " if where else f"{label} ") in row for row in rows), label
+        noticed = worker_died(record)
+        assert noticed is not None and noticed.detail in lesson

@@ -18,6 +18,8 @@ from shared_pipeline.report.graphs import LEGEND, flowchart
 from shared_pipeline.report.lessons import LESSONS
 from shared_pipeline.report.load import Records, scenario_of
 from shared_pipeline.report.runtimes import aspects
+from shared_pipeline.report.screenshots import screenshot_lines
+from shared_pipeline.vocabulary import StepState
 from shared_pipeline.wiring import Rule
 
 if TYPE_CHECKING:
@@ -78,7 +80,9 @@ def _tasks_table(run: FlowRunRecord) -> list[str]:
         "| --- | --- | --- | --- | --- |",
     ]
     for task in run.tasks:
-        native = code(task.native_state) if task.native_state else "never created"
+        # A task of a run whose process died may have run: nothing recorded it either way.
+        absent = "no record" if task.state is StepState.LOST else "never created"
+        native = code(task.native_state) if task.native_state else absent
         trail = history(task)
         if not trail or trail == task.native_state:
             ends = [f"{e.outcome or 'never ended'}" for e in run.attempt_log if e.task == task.task]
@@ -154,6 +158,9 @@ def scenario_pages(report: Report) -> dict[Path, str]:
                 *_runs_table(report, records, scenario, report.backend_problems[backend]),
             ]
         lines += _charts(report, scenario)
+        shots = screenshot_lines(report.root, scenario, report.root / "docs" / "report")
+        if shots:
+            lines += ["", '<a id="ui"></a>', "", "## In the engines' own UIs", "", *shots]
         pages[Path("docs", "report", f"{scenario}.md")] = "\n".join(lines)
     return pages
 

@@ -27,6 +27,31 @@ def screenshot_lines(root: Path, scenario: str, page_dir: Path | None = None) ->
     return lines
 
 
+def thumbnail_lines(root: Path, scenario: str, page: str) -> list[str]:
+    """The shots of `scenario` side by side (a line of images, a line that names the UIs and
+    sends the reader to `page`, where `screenshot_lines` gives each its caption).
+    """
+    shots = [
+        (manifest, shot)
+        for manifest in _manifests(root)
+        for shot in manifest["shots"]
+        if shot["scenario"] == scenario and shot["ok"]
+    ]
+    if not shots:
+        return []
+    width = f"{96 // len(shots)}%"
+    images = "".join(
+        f'<img src="{shot["png"]}" width="{width}" alt="{manifest["ui"]}">'
+        for manifest, shot in shots
+    )
+    uis = ", ".join(manifest["ui"] for manifest, _ in shots)
+    return [
+        images,
+        f"*{scenario} in the engines' own UIs ({uis}), over the state the deployed runs left, "
+        f"each page checked to show the run and its tasks' states: [captions]({page}#ui).*",
+    ]
+
+
 def _manifests(root: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted((root / MANIFESTS).glob("*.json"))]
 

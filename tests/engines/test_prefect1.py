@@ -172,9 +172,13 @@ def test_timeout_marks_training_timed_out_and_the_log_says_if_it_stopped(
         assert all((a.error or "").startswith("TaskTimeoutSignal") for a in attempts)
         assert [v.label for v in verdicts] == ["interrupted"] * 3
     else:
-        # A daemonic Dask worker gets a soft timeout: TimedOut on time, the body ran to the cap.
+        # A daemonic Dask worker gets a soft timeout: TimedOut, while the body ran on to the cap.
+        # (How soon after the budget it is declared depends on how busy the cluster is: beside
+        # a busy core and another session it came 0.8 s late.)
         assert {a.outcome for a in attempts} == {"hang_cap_reached"}
-        assert all(v.label.startswith("declared on time, work ran") for v in verdicts)
+        for verdict in verdicts:
+            assert not verdict.interrupted
+            assert verdict.declared_s is not None and verdict.declared_s < verdict.work_s
 
 
 def test_a_handled_failure_ends_in_a_custom_degraded_state(scenario_run) -> None:
