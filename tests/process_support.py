@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -42,3 +43,10 @@ def wait_gone_all(marker: Path, limit_s: float = 15.0) -> bool:
             return False
         time.sleep(0.2)
     return True
+
+
+def ctrl_c_as_in_a_terminal() -> None:
+    """In a child, before exec: SIGINT handled as in a terminal's foreground job. A job started
+    in the background by a shell (`cmd &`) inherits SIGINT ignored, and so would the child.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -158,7 +158,7 @@ def scenario_pages(report: Report) -> dict[Path, str]:
                 *_runs_table(report, records, scenario, report.backend_problems[backend]),
             ]
         lines += _charts(report, scenario)
-        shots = screenshot_lines(report.root, scenario, report.root / "docs" / "report")
+        shots = screenshot_lines(report.root, scenario, report.out / "docs" / "report")
         if shots:
             lines += ["", '<a id="ui"></a>', "", "## In the engines' own UIs", "", *shots]
         pages[Path("docs", "report", f"{scenario}.md")] = "\n".join(lines)

@@ -481,7 +481,7 @@ class Report:
         first = lesson.scenarios[0] if lesson.scenarios else ""
         # The engines' own UIs, under the first lesson that rests on the scenario shot.
         if first and next(x for x in LESSONS if x.scenarios[:1] == (first,)) is lesson:
-            shots = thumbnail_lines(self.root, first, self.page(first))
+            shots = thumbnail_lines(self.root, first, self.page(first), self.out)
             lines += ["", *shots] if shots else []
         if lesson.picture == "timeline" and self.records.get(self.records.engines[0], first):
             image = (FIGURES / f"timeline-{first}.png").as_posix()

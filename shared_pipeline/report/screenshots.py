@@ -27,9 +27,12 @@ def screenshot_lines(root: Path, scenario: str, page_dir: Path | None = None) ->
     return lines
 
 
-def thumbnail_lines(root: Path, scenario: str, page: str) -> list[str]:
+def thumbnail_lines(
+    root: Path, scenario: str, page: str, page_dir: Path | None = None
+) -> list[str]:
     """The shots of `scenario` side by side (a line of images, a line that names the UIs and
-    sends the reader to `page`, where `screenshot_lines` gives each its caption).
+    sends the reader to `page`, where `screenshot_lines` gives each its caption), image paths
+    relative to `page_dir` (as in `screenshot_lines`).
     """
     shots = [
         (manifest, shot)
@@ -41,7 +44,8 @@ def thumbnail_lines(root: Path, scenario: str, page: str) -> list[str]:
         return []
     width = f"{96 // len(shots)}%"
     images = "".join(
-        f'<img src="{shot["png"]}" width="{width}" alt="{manifest["ui"]}">'
+        f'<img src="{Path(os.path.relpath(root / shot["png"], page_dir or root)).as_posix()}" '
+        f'width="{width}" alt="{manifest["ui"]}">'
         for manifest, shot in shots
     )
     uis = ", ".join(manifest["ui"] for manifest, _ in shots)

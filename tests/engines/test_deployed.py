@@ -13,25 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from process_support import alive, wait_gone
+from process_support import ctrl_c_as_in_a_terminal, processes_mentioning, wait_gone, wait_gone_all
 
 from shared_pipeline.faults import read_attempt_log
 from shared_pipeline.headroom import over
-
-
-def _environ_mentions(pid: int, marker: bytes) -> bool:
-    try:
-        return marker in Path(f"/proc/{pid}/environ").read_bytes()
-    except (FileNotFoundError, PermissionError, ProcessLookupError):
-        return False
-
-
-def _processes_mentioning(marker: Path) -> list[int]:
-    """Running processes whose environment names `marker` (the services and their children)."""
-    pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
-    return [
-        p for p in pids if p != os.getpid() and alive(p) and _environ_mentions(p, bytes(marker))
-    ]
 
 
 def _wait_for_attempt(
@@ -68,6 +53,7 @@ def test_an_interrupted_run_leaves_no_service_behind(
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # a terminal's foreground job: Ctrl-C signals this group
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     try:
         # Services up (about 20 s beside a busy core), the flow run's process started, and its
@@ -84,25 +70,17 @@ def test_an_interrupted_run_leaves_no_service_behind(
         log.close()
     text = (tmp_path / "run.log").read_text()
 
+    assert process.returncode != 0, f"the run was not interrupted:\n{text[-3000:]}"
     pids = {p: int(p.read_text()) for p in out.rglob(".services/*.pid")}
     assert pids, f"no service was started:\n{text[-3000:]}"
     for path, pid in pids.items():
         assert wait_gone(pid), f"{path.stem} ({pid}) outlived the interrupted run"
     services = next(out.rglob(".services"))
     assert wait_gone_all(services), (
-        f"processes of {services} remain: {_processes_mentioning(services)}"
+        f"processes of {services} remain: {processes_mentioning(services)}"
     )
     assert list(home.iterdir()) == [], "the run wrote into HOME"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out", "run.log"]
-
-
-def wait_gone_all(marker: Path, limit_s: float = 15.0) -> bool:
-    deadline = time.monotonic() + limit_s
-    while _processes_mentioning(marker):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
 
 
 def test_a_failed_run_is_told_once_by_the_engines_own_mechanism(scenario_run) -> None:

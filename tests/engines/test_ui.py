@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from process_support import processes_mentioning, wait_gone, wait_gone_all
+from process_support import ctrl_c_as_in_a_terminal, processes_mentioning, wait_gone, wait_gone_all
 
 from shared_pipeline import chromium
 from shared_pipeline.headroom import over
@@ -106,6 +106,7 @@ def test_an_interrupted_shooting_leaves_no_server_or_chromium_behind(
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # a terminal's foreground job: Ctrl-C signals this group
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     try:
         try:
