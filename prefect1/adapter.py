@@ -132,14 +132,16 @@ class LocalAdapter:
     def close(self) -> None:
         """Nothing runs between flow runs."""
 
-    def run_flow(self, run_dir: str, flow: str, resume: bool = False) -> EngineRun:
+    def run_flow(
+        self, run_dir: str, flow: str, resume: bool = False, executor: Any = None
+    ) -> EngineRun:
         # A resumed run needs nothing else: every run's targets find the results the last left.
         from prefect1.transitions import read_transitions, record_transition
 
         prefect_flow = self._flows[flow]
         state = prefect_flow.run(
             parameters={"run_dir": run_dir},
-            executor=self.executor(),
+            executor=executor or self.executor(),
             task_runner_state_handlers=[record_transition],
         )
         if not isinstance(state.result, dict):
@@ -283,10 +285,8 @@ class DaskAdapter(LocalAdapter):
         atexit.register(self.close)
         exit_on_sigterm()
 
-    def _start_cluster(self) -> str:
-        from distributed import LocalCluster
-
-        self.cluster = LocalCluster(
+    def _cluster_kwargs(self) -> dict[str, Any]:
+        return dict(
             n_workers=2,
             threads_per_worker=1,
             processes=True,
@@ -294,7 +294,22 @@ class DaskAdapter(LocalAdapter):
             dashboard_address="127.0.0.1:0",  # its HTTP server on a free loopback port
             local_directory=str(self.home / "dask-scratch"),
         )
+
+    def _start_cluster(self) -> str:
+        from distributed import LocalCluster
+
+        self.cluster = LocalCluster(**self._cluster_kwargs())
         return self.cluster.scheduler_address
+
+    def run_flow_alone(self, run_dir: str, flow: str, resume: bool = False) -> EngineRun:
+        """A flow run whose worker is to be killed, on a cluster of its own (the executor starts
+        and closes it): on the shared one the kill would take the session's other flow runs'
+        work with it, and Dask would run that again too.
+        """
+        from prefect.executors import DaskExecutor
+
+        alone = DaskExecutor(cluster_kwargs=self._cluster_kwargs())
+        return self.run_flow(run_dir, flow, resume, executor=alone)
 
     def executor(self) -> Any:
         from prefect.executors import DaskExecutor

@@ -271,6 +271,8 @@ def _run_flow(
     (`in_process`), in a child process, so that the kill ends the flow and not this one; what it
     left is then read back by `adapter.after_kill(run_dir, flow, status)`.
     """
+    if killer is not None and hasattr(adapter, "run_flow_alone"):
+        return adapter.run_flow_alone(run_dir, flow, resume)  # a runtime the kill may not share
     if killer is None or not getattr(adapter, "in_process", False):
         return adapter.run_flow(run_dir, flow, resume)
     context = multiprocessing.get_context("fork")  # the adapter as it is, engine imported
