@@ -145,6 +145,11 @@ def _record(checkout: Path, engine: str, scenario: str, run: int) -> dict[str, A
     return record
 
 
+# Where a page was, in a manifest: the UI's address (a fresh loopback port each session) stands
+# as this placeholder, so a manifest names no address or path of the machine that shot it.
+UI = "<ui>"
+
+
 def _shoot(base: str, pages: RunPages, png: Path, scratch: Path) -> dict[str, Any]:
     """The run's page shot and checked, and the other pages checked; a shot that fails its
     check stays in the scratch folder, never in the report's folder.
@@ -157,14 +162,14 @@ def _shoot(base: str, pages: RunPages, png: Path, scratch: Path) -> dict[str, An
         dom = chromium.load(base + page.path, target, scratch, f"{png.stem}-{number}")
         text = chromium.page_text(dom)
         title = title or chromium.page_title(dom)
-        checks += [{"page": page.path, "text": t, "found": t in text} for t in page.texts]
+        checks += [{"page": UI + page.path, "text": t, "found": t in text} for t in page.texts]
     ok = all(c["found"] for c in checks)
     if ok:
         shutil.move(trial, png)
     return {
         "run_id": pages.run_id,
         "run_name": pages.run_name,
-        "url_path": pages.page.path,
+        "url_path": UI + pages.page.path,
         "title": title,
         "png": png if ok else trial,
         "png_bytes": (png if ok else trial).stat().st_size,

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from process_support import ctrl_c_as_in_a_terminal, processes_mentioning, wait_gone, wait_gone_all
+from process_support import interrupted_midway, processes_mentioning, wait_gone, wait_gone_all
 
 from shared_pipeline.faults import read_attempt_log
 from shared_pipeline.headroom import over
@@ -44,31 +43,16 @@ def test_an_interrupted_run_leaves_no_service_behind(
     cache = pipeline_out / "runs" / ".cache"
     if cache.exists():  # the session's templates (source data, migrated databases)
         shutil.copytree(cache, out / "runs" / ".cache")
-    log = (tmp_path / "run.log").open("w")
-    process = subprocess.Popen(
+    # Services up (about 20 s beside a busy core), the flow run's process started, and its first
+    # task running (in a process of its own on Airflow) when Ctrl-C comes.
+    process, _, text = interrupted_midway(
         [sys.executable, "-m", "shared_pipeline", "run", "--engine", engine_name]
         + ["--scenario", "train_hangs", "--out", str(out)],
-        cwd=tmp_path,
-        env={**os.environ, "HOME": str(home), "COLUMNS": "200"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # a terminal's foreground job: Ctrl-C signals this group
-        preexec_fn=ctrl_c_as_in_a_terminal,
+        tmp_path,
+        {**os.environ, "HOME": str(home), "COLUMNS": "200"},
+        lambda process: _wait_for_attempt(process, out, engine_name, "extract", over(40)),
+        over(10),
     )
-    try:
-        # Services up (about 20 s beside a busy core), the flow run's process started, and its
-        # first task running (in a process of its own on Airflow) when Ctrl-C comes.
-        try:
-            _wait_for_attempt(process, out, engine_name, "extract", over(40))
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}:\n{(tmp_path / 'run.log').read_text()[-3000:]}") from exc
-        os.killpg(process.pid, signal.SIGINT)
-        process.wait(timeout=over(10))
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
-    text = (tmp_path / "run.log").read_text()
 
     assert process.returncode != 0, f"the run was not interrupted:\n{text[-3000:]}"
     pids = {p: int(p.read_text()) for p in out.rglob(".services/*.pid")}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from process_support import ctrl_c_as_in_a_terminal, processes_mentioning, wait_gone, wait_gone_all
+from process_support import interrupted_midway, processes_mentioning, wait_gone, wait_gone_all
 
 from shared_pipeline import chromium
 from shared_pipeline.headroom import over
@@ -97,30 +96,15 @@ def test_an_interrupted_shooting_leaves_no_server_or_chromium_behind(
     _copy_state(pipeline_out, checkout, engine_name)
     home.mkdir()
     scratch = out / "runs" / "ui" / engine_name
-    log = (tmp_path / "run.log").open("w")
-    process = subprocess.Popen(
+    # The server healthy (18 s at most for Prefect 3.x beside a busy core), then a shot.
+    process, browser, text = interrupted_midway(
         [sys.executable, "-m", "shared_pipeline.ui", "--engine", engine_name]
         + ["--checkout", str(checkout), "--out", str(out)],
-        cwd=tmp_path,
-        env={**os.environ, "HOME": str(home)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # a terminal's foreground job: Ctrl-C signals this group
-        preexec_fn=ctrl_c_as_in_a_terminal,
+        tmp_path,
+        {**os.environ, "HOME": str(home)},
+        lambda process: _wait_for_chromium(process, scratch, over(20)),
+        over(3),
     )
-    try:
-        try:
-            # The server healthy (18 s at most for Prefect 3.x beside a busy core), then a shot.
-            browser = _wait_for_chromium(process, scratch, over(20))
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}:\n{(tmp_path / 'run.log').read_text()[-3000:]}") from exc
-        os.killpg(process.pid, signal.SIGINT)
-        process.wait(timeout=over(3))
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
-    text = (tmp_path / "run.log").read_text()
 
     assert process.returncode != 0, f"the run was not interrupted:\n{text[-3000:]}"
     assert "KeyboardInterrupt" in text, text[-3000:]
