@@ -32,7 +32,11 @@ from callbacks import shared_task_id  # noqa: E402  (one naming for records and 
 
 VERSION = version("apache-airflow")
 DOCS = f"https://airflow.apache.org/docs/apache-airflow/{VERSION}"
-DAG_IDS = {"train": "train_pipeline", "retrain": "retrain_until_good"}
+DAG_IDS = {
+    "train": "train_pipeline",
+    "retrain": "retrain_until_good",
+    "monthly": "monthly_training",
+}
 
 # Airflow's final task-instance states onto the shared vocabulary. `success` splits three ways
 # by what the task instance did in this flow run: one try, several, or none (it kept the success
@@ -243,13 +247,15 @@ def read_dag_run(dag_id: str, run_id: str) -> tuple[str, list[dict[str, Any]]]:
         return str(dag_run.state), tis
 
 
-def _task_record(ti: dict[str, Any], tries_before: dict[tuple[str, int], int]) -> TaskRecord:
+def _task_record(
+    ti: dict[str, Any], tries_before: dict[tuple[str, int], int], months: tuple[str, ...] = ()
+) -> TaskRecord:
     native = ti["state"]
     if native is None:
         raise ValueError(f"task instance {ti['task_id']} has no state after its DAG run ended")
     mapped = ti["map_index"] >= 0
     label = (ti["rendered_map_index"] or str(ti["map_index"])) if mapped else None
-    task = shared_task_id(ti["task_id"], label)
+    task = shared_task_id(ti["task_id"], label, months)
     # Tries in this flow run: a resumed DAG run keeps the tries of the run before the fix.
     tries = ti["try_number"] - tries_before.get((ti["task_id"], ti["map_index"]), 0)
     return TaskRecord.of(

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from shared_pipeline import steps
 from shared_pipeline.harness import EngineRun
 from shared_pipeline.headroom import over
 from shared_pipeline.killer import parent_of
@@ -158,32 +159,104 @@ class DeployedAdapter:
         if previous is not None and previous["state"] == "failed":
             # The operator fixed the cause: Clear the failed task instances, as in the UI.
             run_id = previous["dag_run_id"]
-            tries = {
-                (t["task_id"], t["map_index"]): t["try_number"] for t in self._tis(dag_id, run_id)
-            }
-            _call(
-                self.base,
-                "POST",
-                f"/dags/{dag_id}/clearTaskInstances",
-                {
-                    "dry_run": False,
-                    "only_failed": True,
-                    "dag_run_id": run_id,
-                    "reset_dag_runs": True,
-                },
-            )
+            tries = self._clear_failed(dag_id, run_id)
         else:
             # A run id of its own: if a 500 came after the run was stored, the retry is a 409.
             run_id = f"manual__{datetime.now(UTC).isoformat()}"
             body = {"dag_run_id": run_id, "logical_date": None, "conf": {"run_dir": run_dir}}
             _call(self.base, "POST", f"/dags/{dag_id}/dagRuns", body)
-        dag_run = self._wait(dag_id, run_id)
-        state = dag_run["state"]
+        return self._read(dag_id, self._wait(dag_id, run_id), run_dir, tries, started)
+
+    # report: begin schedule
+    def backfill(self, run_dir: str, flow: str, months: list[str]) -> list[EngineRun]:
+        """Airflow's own backfill: one request makes a DAG run for each data interval in the
+        window (by logical date, its start), and the scheduler runs them one at a time.
+        """
+        dag_id = ADAPTER.DAG_IDS[flow]
+        created = _call(
+            self.base,
+            "POST",
+            "/backfills",
+            {
+                "dag_id": dag_id,
+                "from_date": f"{months[0]}-01T00:00:00Z",
+                "to_date": f"{months[-1]}-01T00:00:00Z",
+                "max_active_runs": 1,
+                "reprocess_behavior": "none",
+                "run_backwards": False,
+                "dag_run_conf": {"run_dir": run_dir},
+            },
+        )
+        self._wait_backfill(created["id"], len(months))
+        runs = _call(self.base, "GET", f"/dags/{dag_id}/dagRuns?run_type=backfill&limit=100")[
+            "dag_runs"
+        ]
+        mine = sorted(
+            (r for r in runs if (r.get("conf") or {}).get("run_dir") == run_dir),
+            key=lambda r: r["logical_date"],
+        )
+        failed = sum(r["state"] == "failed" for r in mine)
+        # The DAG's failure callbacks run in the dag-processor, after their runs (see
+        # DAG_CALLBACK_S): wait for what they write.
+        wait_for_flow_failed(run_dir, over(DAG_CALLBACK_S), count=failed)
+        return [self._read(dag_id, r, run_dir, {}, None) for r in mine]
+
+    def rerun(self, run_dir: str, flow: str, months: list[str]) -> list[EngineRun]:
+        """Clear each failed month's DAG run, only what failed (the UI's Clear): the scheduler
+        runs those task instances again, in the same DAG run.
+        """
+        dag_id = ADAPTER.DAG_IDS[flow]
+        runs = []
+        for month in months:
+            run_id = next(
+                r["dag_run_id"]
+                for r in _call(self.base, "GET", f"/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]
+                if (r.get("conf") or {}).get("run_dir") == run_dir
+                and r["logical_date"].startswith(f"{month}-01")
+            )
+            started = datetime.now(UTC)
+            tries = self._clear_failed(dag_id, run_id)
+            runs.append(self._read(dag_id, self._wait(dag_id, run_id), run_dir, tries, started))
+        return runs
+
+    # report: end schedule
+
+    def _wait_backfill(self, backfill_id: int, months: int) -> None:
+        deadline = time.monotonic() + over(DAG_RUN_S) * months
+        while not _call(self.base, "GET", f"/backfills/{backfill_id}").get("completed_at"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"backfill {backfill_id} of {months} months never completed")
+            time.sleep(1)
+
+    def _clear_failed(self, dag_id: str, run_id: str) -> dict[tuple[str, int], int]:
+        """Clear the failed task instances of a DAG run; returns each one's tries before."""
+        tries = {(t["task_id"], t["map_index"]): t["try_number"] for t in self._tis(dag_id, run_id)}
+        _call(
+            self.base,
+            "POST",
+            f"/dags/{dag_id}/clearTaskInstances",
+            {"dry_run": False, "only_failed": True, "dag_run_id": run_id, "reset_dag_runs": True},
+        )
+        return tries
+
+    def _read(
+        self,
+        dag_id: str,
+        dag_run: dict[str, Any],
+        run_dir: str,
+        tries: dict[tuple[str, int], int],
+        started: datetime | None,
+    ) -> EngineRun:
+        """The DAG run as the REST API has it; `started`: when a run was resumed (a cleared run
+        keeps its id: only what came after counts).
+        """
+        run_id, state = dag_run["dag_run_id"], dag_run["state"]
         told: list[EngineNotification] = []
         if state == "failed":
-            # The DAG's on_failure_callback runs in the dag-processor after the run failed (see
-            # DAG_CALLBACK_S): wait for what it writes, or it lands in the next flow run.
-            wait_for_flow_failed(run_dir, over(DAG_CALLBACK_S))
+            if started is not None:
+                # The DAG's on_failure_callback runs in the dag-processor after the run failed
+                # (see DAG_CALLBACK_S): wait for what it writes, or it lands in the next flow run.
+                wait_for_flow_failed(run_dir, over(DAG_CALLBACK_S))
             told = [
                 n
                 for n in self.services.told(
@@ -192,24 +265,45 @@ class DeployedAdapter:
                     ),
                     over(DAG_CALLBACK_S),
                 )
-                if not resume or n.received_at > started
+                if started is None or n.received_at > started
             ]
         tis = self._tis(dag_id, run_id)
-        tasks = _call(self.base, "GET", f"/dags/{dag_id}/tasks")["tasks"]
-        return EngineRun(
+        months: tuple[str, ...] = ()
+        run = EngineRun(
             native_state=state,
             native_message=f"DAG run {dag_id} / {run_id}",
             outcome=ADAPTER.flow_outcome(state),
-            tasks=[self._task_record(dag_id, run_id, ti, tries) for ti in tis],
+            tasks=[],
             engine_notifications=told,
             native_ended_at=dag_run.get("end_date"),
+            native_started_at=dag_run.get("start_date"),
             graph_kind="declared",
             graph=[
                 GraphEdge(upstream=t["task_id"], downstream=d)
-                for t in sorted(tasks, key=lambda t: t["task_id"])
+                for t in sorted(self._tasks(dag_id), key=lambda t: t["task_id"])
                 for d in sorted(t["downstream_task_ids"])
             ],
         )
+        if dag_run.get("run_type") == "backfill":
+            months = tuple(steps.run_months(run_dir, dag_run["data_interval_end"]))
+            run.month = months[0]
+            run.native_schedule = {
+                key: str(dag_run[key])
+                for key in ("dag_run_id", "run_type", "data_interval_start", "data_interval_end")
+            }
+            run.native_schedule["made_by"] = (
+                "POST clearTaskInstances (only failed)" if started else "POST /backfills"
+            )
+            if started is not None:  # cleared: its window is the tries that ran since
+                begun = [t["start_date"] for t in tis if t.get("start_date")]
+                run.native_started_at = min(
+                    (b for b in begun if datetime.fromisoformat(b) >= started), default=None
+                )
+        run.tasks = [self._task_record(dag_id, run_id, ti, tries, months) for ti in tis]
+        return run
+
+    def _tasks(self, dag_id: str) -> list[dict[str, Any]]:
+        return _call(self.base, "GET", f"/dags/{dag_id}/tasks")["tasks"]
 
     def _last_run(self, dag_id: str, run_dir: str) -> dict[str, Any] | None:
         runs = _call(self.base, "GET", f"/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]
@@ -233,7 +327,12 @@ class DeployedAdapter:
         return found["task_instances"]
 
     def _task_record(
-        self, dag_id: str, run_id: str, ti: dict[str, Any], before: dict[tuple[str, int], int]
+        self,
+        dag_id: str,
+        run_id: str,
+        ti: dict[str, Any],
+        before: dict[tuple[str, int], int],
+        months: tuple[str, ...] = (),
     ) -> TaskRecord:
         where = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti['task_id']}"
         if ti["map_index"] >= 0:
@@ -255,7 +354,7 @@ class DeployedAdapter:
             "end_date": ti.get("end_date"),
             "history": history,
         }
-        return ADAPTER._task_record(row, before)
+        return ADAPTER._task_record(row, before, months)
 
 
 class SupervisorKilledAdapter(DeployedAdapter):

@@ -104,13 +104,17 @@ def register(run_dir: str, features_result: dict, evaluation: dict) -> dict[str,
     return steps.register(run_dir, features_result, evaluation)
 
 
-def prepare(run_dir: str) -> tuple[Any, Any]:
-    """Extract and read each month (one task group per month), enrich, build the features."""
+def prepare(run_dir: str, months: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """Extract and read each month (one task group per month), enrich, build the features.
+    `months`: each task group's id and its month (by default the configured months, named by
+    themselves; a monthly run's come from a task, named by their role).
+    """
+    months = months or {m: m for m in (SETTINGS.train_month, SETTINGS.valid_month)}
     reads = []
-    for month in (SETTINGS.train_month, SETTINGS.valid_month):
-        with TaskGroup(group_id=month):
+    for group, month in months.items():
+        with TaskGroup(group_id=group):
             reads.append(read(run_dir, month, extract(run_dir, month)))
-    enrichment = enrich(run_dir, [SETTINGS.train_month, SETTINGS.valid_month])
+    enrichment = enrich(run_dir, list(months.values()))
     # report: begin fallback
     feats = features(run_dir, *reads, enrichment_or_none(enrichment))
     # report: end fallback

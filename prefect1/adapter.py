@@ -12,11 +12,12 @@ import logging
 import os
 import time
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from shared_pipeline import schedule, steps
 from shared_pipeline.context import current_run, load_context
 from shared_pipeline.faults import read_attempt_log
 from shared_pipeline.harness import EngineRun
@@ -27,6 +28,7 @@ from shared_pipeline.vocabulary import task_state as shared_task_state
 from shared_pipeline.workdirs import SharedService, engine_home
 
 VERSION = version("prefect")
+MONTH_ROLES = ("train_month", "valid_month")  # the monthly flow's tasks named by role
 SOURCE = f"https://github.com/PrefectHQ/prefect/blob/{VERSION}/src/prefect"
 DOCS = f"https://github.com/PrefectHQ/prefect/blob/{VERSION}/docs/core"
 
@@ -133,31 +135,77 @@ class LocalAdapter:
         """Nothing runs between flow runs."""
 
     def run_flow(
-        self, run_dir: str, flow: str, resume: bool = False, executor: Any = None
+        self, run_dir: str, flow: str, resume: bool = False, executor: Any = None, **context: Any
     ) -> EngineRun:
         # A resumed run needs nothing else: every run's targets find the results the last left.
         from prefect1.transitions import read_transitions, record_transition
 
         prefect_flow = self._flows[flow]
+        started = datetime.now(UTC)
         state = prefect_flow.run(
             parameters={"run_dir": run_dir},
             executor=executor or self.executor(),
             task_runner_state_handlers=[record_transition],
+            run_on_schedule=False,  # run now, whatever the Flow's schedule says
+            context=context,
         )
         if not isinstance(state.result, dict):
             raise RuntimeError(f"flow run ended without task states: {state!r}")
         wait_for_bodies(run_dir)
         history = defaultdict(list)
         for change in read_transitions(run_dir, current_run(run_dir)):
-            history[change["task"], change["map_index"]].append(change)
+            if (
+                datetime.fromisoformat(change["at"]) >= started
+            ):  # this flow run's, not a month's before
+                history[change["task"], change["map_index"]].append(change)
+        labels = {}
+        if "date" in context:
+            labels = dict(
+                zip(
+                    MONTH_ROLES,
+                    steps.run_months(run_dir, context["date"]),
+                    strict=True,
+                )
+            )
         return EngineRun(
             native_state=type(state).__name__,
             native_message=state.message,
             outcome=flow_outcome(type(state).__name__),
-            tasks=task_records(prefect_flow, state, history),
+            tasks=task_records(prefect_flow, state, history, labels),
             graph_kind="declared",
             graph=declared_graph(prefect_flow),
+            native_started_at=started,
+            native_ended_at=datetime.now(UTC),
         )
+
+    # report: begin schedule
+    def backfill(self, run_dir: str, flow: str, months: list[str]) -> list[EngineRun]:
+        """Prefect 1 Core has no backfill: the Flow's schedule gives the due times that were
+        missed, and each is one flow.run() with the context's `date` set to it (Prefect 1's way
+        to run a flow for another time).
+        """
+        after = schedule.due_at(months[0]) - timedelta(seconds=1)
+        due = self._flows[flow].schedule.next(len(months), after=after)
+        if [d.isoformat() for d in due] != [schedule.due_at(m).isoformat() for m in months]:
+            raise ValueError(f"the {flow} flow's schedule is not monthly: {due}")
+        return [self._scheduled(run_dir, flow, when) for when in due]
+
+    def rerun(self, run_dir: str, flow: str, months: list[str]) -> list[EngineRun]:
+        """The month's date again: its results (targets) say what already succeeded."""
+        return [self._scheduled(run_dir, flow, schedule.due_at(month)) for month in months]
+
+    # report: end schedule
+
+    def _scheduled(self, run_dir: str, flow: str, when: datetime) -> EngineRun:
+        import pendulum
+
+        run = self.run_flow(run_dir, flow, date=pendulum.instance(when))
+        run.month = steps.run_months(run_dir, when)[0]
+        run.native_schedule = {
+            "date": when.isoformat(),
+            "made_by": "flow.run(context={'date': ...}) for each due time of flow.schedule",
+        }
+        return run
 
     def after_kill(self, run_dir: str, flow: str, status: int | None) -> EngineRun:
         """flow.run()'s process died: no flow state came back, only the state changes its
@@ -199,8 +247,12 @@ def wait_for_bodies(run_dir: str) -> None:
         time.sleep(0.1)
 
 
-def task_records(flow: Any, state: Any, history: dict) -> list[TaskRecord]:
-    """One record per task Prefect had (a mapped parent and each child); Parameters are inputs."""
+def task_records(
+    flow: Any, state: Any, history: dict, labels: dict[str, str] | None = None
+) -> list[TaskRecord]:
+    """One record per task Prefect had (a mapped parent and each child); Parameters are inputs.
+    `labels` give the months a run of the schedule computed for its tasks named by role.
+    """
     from prefect import Parameter
 
     records = []
@@ -211,7 +263,9 @@ def task_records(flow: Any, state: Any, history: dict) -> list[TaskRecord]:
         if task_state_ is None:
             continue  # never reached by the flow runner: the harness records it as never created
         native = type(task_state_).__name__
-        records.append(_record(task.name, task.name, native, history[task.name, None]))
+        step, _, role = task.name.partition("[")
+        name = f"{step}[{labels[role[:-1]]}]" if role[:-1] in (labels or {}) else task.name
+        records.append(_record(name, task.name, native, history[task.name, None]))
         for index, child in enumerate(getattr(task_state_, "map_states", None) or []):
             changes = history[task.name, index]
             native_id = f"{task.name}[{index}]"  # Prefect's name for the child: by map index

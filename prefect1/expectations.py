@@ -9,13 +9,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 from shared_pipeline.faults_plan import FaultKind
-from shared_pipeline.scenarios import TRAIN, VALID, get_scenario
+from shared_pipeline.scenarios import CATALOGUE, TRAIN, VALID, get_scenario
 from shared_pipeline.vocabulary import FlowOutcome, NotificationEvent, RegistryEffect, StepState
 from shared_pipeline.wiring import (
+    SCHEDULED,
     Deviation,
     Graph,
     Rule,
     Wiring,
+    branches_run_past_a_late_month,
     gates,
     joins,
     ran_after,
@@ -28,6 +30,9 @@ SOURCE = "https://github.com/PrefectHQ/prefect/blob/1.4.1/src/prefect"
 
 def graph(flow: str, steps: dict[str, StepState]) -> Graph:
     """The tasks flows.py declares between the steps, each in the state its trigger gives it."""
+    if flow == "monthly":  # the train flow, and the tasks that compute its months at run time
+        roles = dict.fromkeys(("run_months", "run_months[0]", "run_months[1]"), StepState.COMPLETED)
+        return Graph({**roles, **graph("train", steps).tasks})
     if flow == "retrain":
         rounds = tuple(t for t in steps if t.startswith(("train[round-", "evaluate[round-")))
         return Graph(
@@ -85,6 +90,17 @@ LOCAL = Wiring(
             ),
             doc=f"{SOURCE}/engine/task_runner.py#L453-L461",
         ),
+        *branches_run_past_a_late_month(
+            steps={"train": StepState.FAILED},
+            notifications=((NotificationEvent.TASK_FAILED, "train"),),
+            reason=(
+                "As in db_down: a static graph runs every branch whose upstreams succeeded, so "
+                "the month that is there is extracted and read and enrich runs; what needs the "
+                "missing month is TriggerFailed, and the mapped train fails (its handler "
+                "notifies). Its targets keep what ran: the month's re-run finds them Cached."
+            ),
+            doc=f"{SOURCE}/engine/task_runner.py#L453-L461",
+        ),
     ),
 )
 
@@ -128,6 +144,12 @@ SOFT_TIMEOUT = Rule(
 DASK = Wiring(
     **{
         **LOCAL.__dict__,
+        # The schedule and its backfill belong to the Flow, the same on either executor.
+        "scenarios": tuple(s.id for s in CATALOGUE if s.id not in SCHEDULED),
+        "scenarios_reason": (
+            "the schedule belongs to the Flow, not to the executor: Prefect 1 local runs its "
+            "backfill, and Dask would run the same tasks"
+        ),
         "rules": (*LOCAL.rules, SOFT_TIMEOUT),
         "deviations": (
             *(d for d in LOCAL.deviations if d.scenario != "worker_killed"),

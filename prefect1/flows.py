@@ -7,12 +7,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pendulum
 import prefect
 from prefect import Flow, Parameter, case, task, unmapped
 from prefect.engine.results import LocalResult
 from prefect.engine.signals import LOOP
 from prefect.engine.state import Success
+from prefect.schedules import Schedule
+from prefect.schedules.clocks import CronClock
 from prefect.tasks.control_flow import FilterTask
+from prefect.tasks.core.operators import GetItem
 from prefect.triggers import all_finished, any_successful
 
 from prefect1.hooks import FLOW_NOTIFIED, NOTIFIED
@@ -80,9 +84,9 @@ def degraded_if_enrich_failed(flow: Flow, state: Any, reference_task_states: set
     return state
 
 
-def enrichment_or_none(run_dir: Parameter) -> Any:
+def enrichment_or_none(run_dir: Parameter, months: Any, **task_args: Any) -> Any:
     """The enrichment, or None once enrich has failed for good: the API is optional."""
-    return optional_enrichment(enrich(run_dir, MONTHS))
+    return optional_enrichment(enrich(run_dir, months, task_args=task_args))
 
 
 # report: end fallback
@@ -141,13 +145,28 @@ def register(run_dir: str, features_result: dict, evaluation: dict) -> dict:
     return steps.register(run_dir, features_result, evaluation)
 
 
-def prepare(run_dir: Parameter) -> tuple[Any, Any]:
-    """Extract and read both months, enrich (or fall back), build features."""
+def prepare(run_dir: Parameter, months: Any = MONTHS, **task_args: Any) -> tuple[Any, Any]:
+    """Extract and read both months, enrich (or fall back), build features. `months` are known
+    when the flow is built (they name the tasks), or a task that computes them at run time.
+    """
+    named = MONTHS if isinstance(months, list) else ["train_month", "valid_month"]
     reads = []
-    for month in MONTHS:
-        path = extract(run_dir, month, task_args=dict(name=f"extract[{month}]"))
-        reads.append(read(run_dir, month, path, task_args=dict(name=f"read[{month}]")))
-    return reads[0], features(run_dir, *reads, enrichment_or_none(run_dir))
+    for index, name in enumerate(named):
+        month = (
+            months[index]
+            if isinstance(months, list)
+            else GetItem(name=f"run_months[{index}]")(months, index)
+        )
+        # A run's name for the task carries the month it was given (its handler tells it).
+        path = extract(
+            run_dir,
+            month,
+            task_args=dict(name=f"extract[{name}]", task_run_name="extract[{month}]", **task_args),
+        )
+        named_read = dict(name=f"read[{name}]", task_run_name="read[{month}]", **task_args)
+        reads.append(read(run_dir, month, path, task_args=named_read))
+    enrichment = enrichment_or_none(run_dir, months, **task_args)
+    return reads[0], features(run_dir, *reads, enrichment, task_args=task_args)
 
 
 def finish(run_dir: Parameter, train_read: Any, feats: Any, evaluation: Any) -> Any:
@@ -158,12 +177,7 @@ def finish(run_dir: Parameter, train_read: Any, feats: Any, evaluation: Any) -> 
     return registered
 
 
-with Flow(
-    "train-pipeline", terminal_state_handler=degraded_if_enrich_failed, **FLOW_NOTIFIED
-) as train_pipeline:
-    run_dir = Parameter("run_dir")
-    train_read, feats = prepare(run_dir)
-
+def train_and_register(run_dir: Parameter, train_read: Any, feats: Any) -> Any:
     # report: begin fanout
     candidates = plan_candidates(run_dir, feats)
     trained = train.map(unmapped(run_dir), unmapped(feats), candidates)
@@ -177,7 +191,14 @@ with Flow(
     )(trained)
     # report: end fanout
     evaluation = evaluate(run_dir, feats, kept)
-    registered = finish(run_dir, train_read, feats, evaluation)
+    return finish(run_dir, train_read, feats, evaluation)
+
+
+with Flow(
+    "train-pipeline", terminal_state_handler=degraded_if_enrich_failed, **FLOW_NOTIFIED
+) as train_pipeline:
+    run_dir = Parameter("run_dir")
+    registered = train_and_register(run_dir, *prepare(run_dir))
 
 # The run's outcome is the registration (done, or skipped by the gate), not every leaf.
 train_pipeline.set_reference_tasks([registered])
@@ -193,4 +214,35 @@ with Flow(
 
 retrain_until_good.set_reference_tasks([registered])
 
-FLOWS = {"train": train_pipeline, "retrain": retrain_until_good}
+# report: begin schedule
+# The schedule belongs to the Flow: a cron clock, midnight UTC on the first of each month. The
+# graph is built before any run, so the month is data: a task reads the run's `date` (the time
+# it is for: its scheduled time, or the one a backfill sets), and the month's tasks are named by
+# their role (extract[train_month]).
+MONTHLY = Schedule(clocks=[CronClock("0 0 1 * *", start_date=pendulum.datetime(2024, 3, 1))])
+
+
+@task
+def run_months(run_dir: str) -> list[str]:
+    return steps.run_months(run_dir, prefect.context.get("date"))
+
+
+# A month's results are its own: a re-run of that month finds them, another month does not.
+MONTH_RESULTS = "{parameters[run_dir]}/prefect1-results/{date:%Y-%m}/{task_full_name}"
+# report: end schedule
+
+with Flow(
+    "monthly-training",
+    schedule=MONTHLY,
+    terminal_state_handler=degraded_if_enrich_failed,
+    **FLOW_NOTIFIED,
+) as monthly_training:
+    run_dir = Parameter("run_dir")
+    months = run_months(run_dir)
+    registered = train_and_register(
+        run_dir, *prepare(run_dir, months, target=MONTH_RESULTS + ".pickle")
+    )
+
+monthly_training.set_reference_tasks([registered])
+
+FLOWS = {"train": train_pipeline, "retrain": retrain_until_good, "monthly": monthly_training}

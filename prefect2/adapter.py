@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +104,17 @@ class PrefectAdapter:
         return read_engine_run(state.state_details.flow_run_id, settle_s=0.0 if MAJOR == 2 else 0.3)
 
 
-def read_engine_run(flow_run_id: Any, settle_s: float = 0.3) -> EngineRun:
-    """What Prefect's API stored about a flow run: its state, its task runs, their graph."""
+def read_engine_run(
+    flow_run_id: Any, settle_s: float = 0.3, since: datetime | None = None
+) -> EngineRun:
+    """What Prefect's API stored about a flow run: its state, its task runs, their graph (with
+    `since`, the task runs made from then on: a retried flow run keeps its earlier ones).
+    """
     flow_run, task_runs = read_flow_run(flow_run_id, settle_s=settle_s)
+    started = flow_run.start_time
+    if since is not None:
+        task_runs = [(run, history) for run, history in task_runs if run.created > since]
+        started = min((h[0].timestamp for _, h in task_runs if h), default=since)
     origins = cache_origins([run for run, _ in task_runs])
     return EngineRun(
         native_state=flow_run.state_name,
@@ -118,6 +127,7 @@ def read_engine_run(flow_run_id: Any, settle_s: float = 0.3) -> EngineRun:
         graph_kind="observed",
         graph=observed_graph([run for run, _ in task_runs], origins),
         native_ended_at=flow_run.end_time or flow_run.state.timestamp,
+        native_started_at=started,
     )
 
 

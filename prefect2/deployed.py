@@ -13,11 +13,13 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from prefect2.adapter import FINAL_TYPES, migrated_database, prefect_env, read_engine_run
 from prefect2.compat import MAJOR, VERSION
+from shared_pipeline import schedule, steps
 from shared_pipeline.harness import EngineRun
 from shared_pipeline.headroom import over
 from shared_pipeline.notifications import wait_for_flow_failed
@@ -35,6 +37,7 @@ FLOWS = {
     "train": ("train-pipeline", "prefect2/flows.py:train_pipeline"),
     "retrain": ("retrain-until-good", "prefect2/flows.py:retrain_until_good"),
 }
+FLOWS["monthly"] = FLOWS["train"]  # the same flow, deployed again with its schedule
 # Measured beside a busy core: the 3.x server healthy in 16-18 s (2.x sooner), `work-pool
 # create` 2.2 s, a worker registered in 2.4 s (2.x 4.9 s), a deployment 0.4 s.
 SERVER_START_S = 18.0
@@ -45,6 +48,13 @@ FLOW_RUN_S = 30.0
 # After a kill, 3.x's worker ran the flow's on_crashed hooks in a process of their own (imports
 # first) within about 5 s (4.2 s in a deployed session beside a busy core).
 CRASH_HOOKS_S = 5.0
+
+
+def _monthly() -> dict[str, Any]:
+    """The flow's monthly deployment, as flows.py declares it (imported once Prefect may be)."""
+    from prefect2.flows import MONTHLY
+
+    return MONTHLY
 
 
 def _cli() -> str:
@@ -115,11 +125,13 @@ class DeployedAdapter:
         os.environ["PREFECT_API_URL"] = api_url
         from prefect import flow
 
-        for _, entrypoint in FLOWS.values():
+        deployments = [(FLOWS[f][1], dict(name=DEPLOYMENT)) for f in ("train", "retrain")]
+        deployments.append((FLOWS["monthly"][1], _monthly()))  # the flow on its monthly schedule
+        for entrypoint, options in deployments:
             deployable = flow.from_source(source=str(ROOT), entrypoint=entrypoint)
             with contextlib.redirect_stdout(io.StringIO()):  # its table of what it deployed
                 deployable.deploy(
-                    name=DEPLOYMENT,
+                    **options,
                     work_pool_name=POOL,
                     ignore_warnings=True,
                     print_next_steps=False,
@@ -130,20 +142,95 @@ class DeployedAdapter:
     def close(self) -> None:
         self.services.leave()
 
-    def run_flow(self, run_dir: str, flow: str, resume: bool = False) -> EngineRun:
+    def run_flow(
+        self, run_dir: str, flow: str, resume: bool = False, scheduled: datetime | None = None
+    ) -> EngineRun:
         # A resumed run needs nothing else: the cache keys find the results the last one left.
         from prefect.deployments import run_deployment
 
         name, _ = FLOWS[flow]
         flow_run = run_deployment(
-            name=f"{name}/{DEPLOYMENT}",
+            name=f"{name}/{_monthly()['name'] if scheduled else DEPLOYMENT}",
             parameters={"run_dir": run_dir},
             # As in the test mode (flow_run_settings): results in the run directory.
             job_variables={"env": {"PREFECT_LOCAL_STORAGE_PATH": f"{run_dir}/prefect-results"}},
+            scheduled_time=scheduled,
             timeout=over(FLOW_RUN_S),
             poll_interval=1,  # each answer costs the server CPU the flow run needs
         )
-        run = read_engine_run(flow_run.id)
+        return self._read(run_dir, flow_run, monthly=scheduled is not None)
+
+    # report: begin schedule
+    def backfill(self, run_dir: str, flow: str, months: list[str]) -> list[EngineRun]:
+        """Prefect has no backfill command: a backfill is a flow run of the monthly deployment
+        for each past time it was due (the run is late, and starts at once), one at a time.
+        """
+        return [self.run_flow(run_dir, flow, scheduled=schedule.due_at(m)) for m in months]
+
+    def rerun(self, run_dir: str, flow: str, months: list[str]) -> list[EngineRun]:
+        """Each failed month's flow run again, the same run with its scheduled time kept: 3.x's
+        `prefect flow-run retry`; 2.x has no such command, its client sets the run Scheduled.
+        """
+        runs = []
+        for month in months:
+            flow_run = self._month_run(run_dir, schedule.due_at(month))
+            since = datetime.now(UTC)
+            if MAJOR >= 3:
+                subprocess.run(
+                    [_cli(), "flow-run", "retry", str(flow_run.id)],
+                    check=True,
+                    capture_output=True,
+                    timeout=over(CLI_S),
+                )
+            else:
+                from prefect import get_client
+                from prefect.states import Scheduled
+
+                with get_client(sync_client=True) as client:
+                    client.set_flow_run_state(flow_run.id, Scheduled(), force=True)
+            runs.append(self._read(run_dir, _settled_run(flow_run.id, since), since, monthly=True))
+        return runs
+
+    # report: end schedule
+
+    def _month_run(self, run_dir: str, due: datetime) -> Any:
+        """The monthly deployment's flow run of `run_dir` scheduled for `due`."""
+        from prefect import get_client
+        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(
+                    name=DeploymentFilterName(any_=[_monthly()["name"]])
+                ),
+                limit=200,
+            )
+        return next(
+            r
+            for r in runs
+            if r.parameters.get("run_dir") == run_dir and r.expected_start_time == due
+        )
+
+    def _read(
+        self, run_dir: str, flow_run: Any, since: datetime | None = None, monthly: bool = False
+    ) -> EngineRun:
+        """The flow run as the API stored it (`since`: its task runs from then, a retry's)."""
+        run = read_engine_run(flow_run.id, since=since)
+        if monthly:
+            due = flow_run.expected_start_time
+            run.month = steps.run_months(run_dir, due)[0]
+            run.native_schedule = {
+                "flow_run": flow_run.name,
+                "scheduled_start_time": due.isoformat(),
+                "deployment": f"{FLOWS['train'][0]}/{_monthly()['name']}",
+                "made_by": (
+                    "`prefect flow-run retry`"
+                    if since and MAJOR >= 3
+                    else "set_flow_run_state(Scheduled)"
+                    if since
+                    else "run_deployment(scheduled_time=...) for each due time"
+                ),
+            }
         if MAJOR >= 3 and run.native_state == "Crashed":
             # 3.x's worker runs on_crashed hooks after it reported the crash, in a process it
             # starts for them (CRASH_HOOKS_S): wait for what they write.
@@ -187,6 +274,22 @@ class HeartbeatAdapter(DeployedAdapter):
         if run.outcome is FlowOutcome.FAILED:
             run.engine_notifications = self.services.told(lambda r: _about(r, flow_run), over(2))
         return run
+
+
+def _settled_run(flow_run_id: Any, since: datetime) -> Any:
+    """The flow run once it has run again after `since` and is in a final state."""
+    from prefect import get_client
+
+    deadline = time.monotonic() + over(FLOW_RUN_S)
+    with get_client(sync_client=True) as client:
+        while True:
+            flow_run = client.read_flow_run(flow_run_id)
+            ran_again = flow_run.state.timestamp > since
+            if ran_again and flow_run.state_type.value in FINAL_TYPES:
+                return flow_run
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"flow run {flow_run.name} is still {flow_run.state_name}")
+            time.sleep(1)
 
 
 def _settled(flow_name: str, run_dir: str, limit_s: float) -> Any:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from shared_pipeline.faults_plan import FaultKind
-from shared_pipeline.scenarios import Notifications
+from shared_pipeline.scenarios import Notifications, get_scenario
 from shared_pipeline.vocabulary import NotificationEvent, StepState
-from shared_pipeline.wiring import Deviation, Rule, Wiring, deployed, in_test_mode
+from shared_pipeline.wiring import SCHEDULED, Deviation, Rule, Wiring, deployed, in_test_mode
 
 SOURCE = "https://github.com/PrefectHQ/prefect/blob/{version}/src/prefect"
 PREFECT2_SOURCE = SOURCE.format(version="2.20.27")
@@ -83,11 +83,50 @@ def _crashed(told: Notifications, reason: str, doc: str) -> Deviation:
     )
 
 
+def _cached_across_runs() -> tuple[Deviation, ...]:
+    """The schedule's runs share a run directory, and the tasks' cache key is a hash of their
+    inputs: a month's extract and read that an earlier run did (as its validation month, say)
+    come back Cached in a later one.
+    """
+    deviations = []
+    for scenario in (get_scenario(s) for s in SCHEDULED):
+        done: set[str] = set()
+        for number, run in enumerate(scenario.runs, start=1):
+            reused = {
+                t: StepState.CACHED
+                for t, state in run.steps.items()
+                if t.startswith(("extract[", "read["))
+                and state is StepState.COMPLETED
+                and t in done
+            }
+            if reused:
+                deviations.append(
+                    Deviation(
+                        scenario=scenario.id,
+                        run=number,
+                        steps=reused,
+                        reason=(
+                            "The months' runs share the run directory, and cache_key_fn="
+                            "task_input_hash keys a task on its inputs: the month an earlier "
+                            "run extracted and read (its validation month) is Cached here."
+                        ),
+                        doc=f"{PREFECT3_SOURCE}/tasks.py",
+                    )
+                )
+            done |= {
+                t
+                for t, state in run.steps.items()
+                if state in (StepState.COMPLETED, StepState.CACHED)
+            }
+    return tuple(deviations)
+
+
 PREFECT2_DEPLOYED = deployed(PREFECT2)
 PREFECT2_DEPLOYED = replace(
     PREFECT2_DEPLOYED,
     deviations=(
         *PREFECT2_DEPLOYED.deviations,
+        *_cached_across_runs(),
         _crashed(
             (),
             "2.x's worker runs no hook for it (the flow's on_crashed hooks would run only in "
@@ -101,6 +140,7 @@ PREFECT3_DEPLOYED = replace(
     PREFECT3_DEPLOYED,
     deviations=(
         *PREFECT3_DEPLOYED.deviations,
+        *_cached_across_runs(),
         _crashed(
             ((NotificationEvent.FLOW_FAILED, None),),
             "3.x's worker then runs the flow's on_crashed hooks, in a process it starts for "

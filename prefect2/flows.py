@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from prefect import flow, task, unmapped
+from prefect import flow, runtime, task, unmapped
 from prefect.states import Completed
 from prefect.tasks import task_input_hash
 
@@ -103,9 +103,25 @@ def register(run_dir: str, features_result: dict, evaluation: dict) -> dict:
     return steps.register(run_dir, features_result, evaluation)
 
 
+# report: begin schedule
+# The schedule belongs to a deployment of the flow (the same flow), run by a worker: midnight UTC
+# on the first of each month. A run of it takes its months from the time it was scheduled for.
+MONTHLY: dict[str, Any] = dict(name="monthly", cron="0 0 1 * *")
+
+
+def scheduled_for() -> Any:
+    """The time a run of the monthly deployment was scheduled for; None for any other run."""
+    if runtime.deployment.name == MONTHLY["name"]:
+        return runtime.flow_run.scheduled_start_time
+    return None
+
+
+# report: end schedule
+
+
 def prepare(run_dir: str) -> tuple[dict, dict, bool]:
     """Extract and read both months, enrich (or fall back), build features."""
-    months = [SETTINGS.train_month, SETTINGS.valid_month]
+    months = steps.run_months(run_dir, scheduled_for())
     reads = [read(run_dir, month, extract(run_dir, month)) for month in months]
 
     # report: begin fallback
@@ -166,7 +182,7 @@ def retrain_until_good(run_dir: str):
     return finish(run_dir, train_read, feats, evaluation, degraded)
 
 
-FLOWS = {"train": train_pipeline, "retrain": retrain_until_good}
+FLOWS = {"train": train_pipeline, "retrain": retrain_until_good, "monthly": train_pipeline}
 
 if __name__ == "__main__":
     # `python prefect2/flows.py FLOW RUN_DIR`: a flow run in a process of its own, no worker.

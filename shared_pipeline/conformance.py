@@ -98,6 +98,20 @@ def _check_run(run: FlowRunRecord, expected: RunExpectation) -> list[str]:
     planned_kills = [e for e in run.attempt_log if e.fault == str(FaultKind.KILLED)]
     if planned_kills and not run.kills:
         problems.append(f"{where}: a kill was planned but no process was killed")
+    if expected.month is not None:
+        scheduled = run.schedule
+        if scheduled is None or scheduled.month != expected.month:
+            got = scheduled.month if scheduled else "no month"
+            problems.append(f"{where}: the engine's run is for {got}, spec {expected.month}")
+        elif scheduled.rerun != expected.rerun:
+            problems.append(
+                f"{where}: {'a' if scheduled.rerun else 'not a'} re-run, spec "
+                f"{'a' if expected.rerun else 'not a'} re-run"
+            )
+        elif not scheduled.native:
+            problems.append(
+                f"{where}: no identity of the run from its engine (data interval, scheduled time)"
+            )
     if expected.executed is not None and set(logged) != set(expected.executed):
         problems.append(f"{where}: executed {sorted(logged)}, spec {sorted(expected.executed)}")
     return problems

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shared_pipeline import steps
+from shared_pipeline import schedule, steps
 from shared_pipeline.context import load_context
 from shared_pipeline.harness import EngineRun
 from shared_pipeline.notifications import notify
@@ -67,11 +67,18 @@ def time_limit(seconds: float | None) -> Iterator[None]:
 class Pipeline:
     """One flow run: calls the shared steps and keeps its own ledger of what happened."""
 
-    def __init__(self, run_dir: str) -> None:
+    def __init__(self, run_dir: str, due: datetime | None = None) -> None:
         self.run_dir = run_dir
         self.settings = load_context(run_dir).settings
         self.tasks: list[TaskRecord] = []
+        # report: begin schedule
+        # A run of the schedule trains on the month its due time closes, with checkpoints of
+        # its own: a re-run of that month reuses them, another month's run does not.
+        self.months = steps.run_months(run_dir, due)
         self.checkpoints = Path(run_dir) / "control-checkpoints"
+        if due is not None:
+            self.checkpoints /= f"{due:%Y-%m-%d}"
+        # report: end schedule
 
     def _ledger(self, task: str, native: str, attempts: int, started: datetime) -> None:
         ended = datetime.now(UTC)
@@ -127,7 +134,7 @@ class Pipeline:
                 # report: end retries
                 # report: begin resume
                 if checkpoint:
-                    self.checkpoints.mkdir(exist_ok=True)
+                    self.checkpoints.mkdir(parents=True, exist_ok=True)
                     saved.write_text(json.dumps(result))
                 # report: end resume
                 self._ledger(task, "succeeded", attempt, started)
@@ -157,8 +164,9 @@ class Pipeline:
     def prepare(self) -> tuple[dict[str, Any], dict[str, Any], bool]:
         """Extract, read, enrich (with fallback) and build features; returns them and `degraded`."""
         s = self.settings
+        train_month, valid_month = self.months
         reads = {}
-        for month in (s.train_month, s.valid_month):
+        for month in self.months:
             path = self.run(
                 f"extract[{month}]",
                 steps.extract,
@@ -177,7 +185,7 @@ class Pipeline:
             enrichment = self.run(
                 "enrich",
                 steps.enrich,
-                [s.train_month, s.valid_month],
+                self.months,
                 # report: end fallback
                 # report: begin retries
                 retries=s.enrich_retries,
@@ -192,12 +200,12 @@ class Pipeline:
         features = self.run(
             "features",
             steps.features,
-            reads[s.train_month],
-            reads[s.valid_month],
+            reads[train_month],
+            reads[valid_month],
             enrichment,
             checkpoint=True,
         )
-        return reads[s.train_month], features, enrichment is None
+        return reads[train_month], features, enrichment is None
 
     def finish(self, train_read: dict, features: dict, evaluation: dict) -> None:
         # report: begin quality_gate
@@ -293,8 +301,33 @@ class ControlAdapter:
 
     def run_flow(self, run_dir: str, flow: str, resume: bool = False) -> EngineRun:
         # A resumed run needs nothing else: every run reads the checkpoints the last one left.
-        pipeline = Pipeline(run_dir)
-        body = {"train": pipeline.train_flow, "retrain": pipeline.retrain_flow}[flow]
+        return self._run(run_dir, flow)
+
+    # report: begin schedule
+    def backfill(self, run_dir: str, flow: str, months: list[str]) -> list[EngineRun]:
+        """No scheduler: cron would start each month's run when it is due, and a backfill is a
+        loop over the due times that were missed, one month at a time.
+        """
+        return [self._run(run_dir, flow, schedule.due_at(month)) for month in months]
+
+    def rerun(self, run_dir: str, flow: str, months: list[str]) -> list[EngineRun]:
+        """The same due time again: the month's checkpoints say what already succeeded."""
+        return [self._run(run_dir, flow, schedule.due_at(month)) for month in months]
+
+    # report: end schedule
+
+    def _run(self, run_dir: str, flow: str, due: datetime | None = None) -> EngineRun:
+        started = datetime.now(UTC)
+        run = self._body(run_dir, flow, due)
+        if due is not None:
+            run.month = steps.run_months(run_dir, due)[0]
+            run.native_schedule = {"due": due.isoformat(), "made_by": "a loop over the due times"}
+            run.native_started_at, run.native_ended_at = started, datetime.now(UTC)
+        return run
+
+    def _body(self, run_dir: str, flow: str, due: datetime | None) -> EngineRun:
+        pipeline = Pipeline(run_dir, due)
+        body = {"retrain": pipeline.retrain_flow}.get(flow, pipeline.train_flow)
         try:
             degraded = body()
         except StepFailed as exc:

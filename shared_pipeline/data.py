@@ -63,7 +63,7 @@ _SHARE_SHORT_OUTLIERS = 0.02  # cancelled / same-spot trips under a minute
 _SHARE_LONG_OUTLIERS = 0.012  # meter left running: over an hour
 
 
-def _parse_month(month: str) -> tuple[int, int]:
+def parse_month(month: str) -> tuple[int, int]:
     match = _MONTH_RE.match(month)
     if match is None:
         raise ValueError(f"month must look like 'YYYY-MM', got {month!r}")
@@ -72,7 +72,7 @@ def _parse_month(month: str) -> tuple[int, int]:
 
 def table_name(month: str) -> str:
     """SQL table holding `month` ("YYYY-MM"), e.g. "green_tripdata_2024_02"."""
-    year, mon = _parse_month(month)
+    year, mon = parse_month(month)
     return f"green_tripdata_{year:04d}_{mon:02d}"
 
 
@@ -84,7 +84,7 @@ def generate_month(
     Duration depends on distance, the PU/DO zones' congestion that month, hour and noise, plus a
     few outliers. `corrupt=True` returns the same trips broken like a bad upstream export.
     """
-    year, mon = _parse_month(month)
+    year, mon = parse_month(month)
     if n_trips < 0:
         raise ValueError("n_trips must be >= 0")
     rng = np.random.default_rng([seed, year, mon])
@@ -222,6 +222,19 @@ def load_months(db_url: str, frames: dict[str, pd.DataFrame]) -> None:
                     _copy_rows(conn, table, rows)
                 elif len(rows):
                     conn.execute(table.insert(), rows.to_dict(orient="records"))
+    finally:
+        engine.dispose()
+
+
+def drop_months(db_url: str, months: tuple[str, ...]) -> None:
+    """Drop each month's table if it is there: data that has not arrived yet."""
+    if not months:
+        return
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            for month in months:
+                sa.Table(table_name(month), sa.MetaData()).drop(conn, checkfirst=True)
     finally:
         engine.dispose()
 

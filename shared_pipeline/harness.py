@@ -26,8 +26,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared_pipeline import ml, postgres, registry
+from shared_pipeline.backfill import scheduled_runs
 from shared_pipeline.context import RunContext, set_current_run
-from shared_pipeline.data import generate_month, load_months
+from shared_pipeline.data import drop_months, generate_month, load_months
 from shared_pipeline.enrichment_api import EnrichmentAPI
 from shared_pipeline.faults import init_attempt_log, mark_fixed, read_attempt_log
 from shared_pipeline.faults_plan import FaultKind
@@ -47,6 +48,7 @@ from shared_pipeline.records import (
     write_record,
 )
 from shared_pipeline.scenarios import Scenario, ScenarioError
+from shared_pipeline.schedule import next_month
 from shared_pipeline.settings import Settings
 from shared_pipeline.vocabulary import FlowOutcome, StepState
 from shared_pipeline.wiring import expectations
@@ -71,6 +73,11 @@ class EngineRun(BaseModel):
     graph: list[GraphEdge] = Field(default_factory=list)
     engine_notifications: list[EngineNotification] = Field(default_factory=list)
     native_ended_at: datetime | None = None  # when the engine's store says the flow run ended
+    native_started_at: datetime | None = None
+    # A run of the monthly schedule: the month its engine's identity gives (the data interval,
+    # the scheduled time) and that identity as stored.
+    month: str | None = None
+    native_schedule: dict[str, str] = Field(default_factory=dict)
 
 
 class EngineAdapter(Protocol):
@@ -94,6 +101,21 @@ class EngineAdapter(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class ScheduleAdapter(Protocol):
+    """What a wiring's adapter adds for the scenarios of the monthly schedule (`flow="monthly"`):
+    each returns the flow runs it made in month order, one month at a time, each with the month
+    and the window (`native_started_at`, `native_ended_at`) its engine stored.
+    """
+
+    def backfill(self, run_dir: str, flow: str, months: list[str]) -> list[EngineRun]:
+        """Run the schedule for each of `months` (the months trained on), its engine's way."""
+        ...
+
+    def rerun(self, run_dir: str, flow: str, months: list[str]) -> list[EngineRun]:
+        """Run the failed runs of `months` again, and only those, its engine's way."""
+        ...
 
 
 def check_database(db_url: str) -> str:
@@ -132,9 +154,23 @@ def _month(month: str, n_trips: int, corrupt: bool) -> pd.DataFrame:
     return generate_month(month, n_trips, corrupt=corrupt)
 
 
-def _sqlite_source(run_dir: Path, settings: Settings, corrupt: tuple[str, ...], cache: Path) -> str:
+def source_months(settings: Settings, scenario: Scenario) -> tuple[str, ...]:
+    """The months the scenario's source database holds: production's, then what its runs train
+    and validate on (a schedule's months and the month after its last).
+    """
+    if scenario.schedule:
+        return (settings.production_month, *scenario.schedule, next_month(scenario.schedule[-1]))
+    return (settings.production_month, settings.train_month, settings.valid_month)
+
+
+def _sqlite_source(
+    run_dir: Path,
+    settings: Settings,
+    months: tuple[str, ...],
+    corrupt: tuple[str, ...],
+    cache: Path,
+) -> str:
     """The run's own SQLite file: a copy of a loaded template (loading 90k rows costs ~1 s)."""
-    months = (settings.production_month, settings.train_month, settings.valid_month)
     template = build_once(
         cache / f"trips-{settings.trips_per_month}-{'-'.join(months)}.db",
         lambda tmp: load_months(
@@ -150,13 +186,18 @@ def _sqlite_source(run_dir: Path, settings: Settings, corrupt: tuple[str, ...], 
 
 
 def _postgres_source(
-    run_dir: Path, settings: Settings, corrupt: tuple[str, ...], cache: Path
+    run_dir: Path,
+    settings: Settings,
+    months: tuple[str, ...],
+    corrupt: tuple[str, ...],
+    cache: Path,
 ) -> str:
     """The run's own database on this process's PostgreSQL server, copied from a loaded template
     (in the server's cached data directory: loading 90k rows costs ~1 s a process).
     """
-    months = (settings.production_month, settings.train_month, settings.valid_month)
-    template = f"trips_{settings.trips_per_month}_{'_'.join(months)}".replace("-", "_")
+    # Named by its first and last month and their count: PostgreSQL names take 63 bytes.
+    template = f"trips_{settings.trips_per_month}_{months[0]}_{months[-1]}_{len(months)}"
+    template = template.replace("-", "_")
 
     def load_template(server: URL) -> None:
         url = postgres.create_database(server, template)
@@ -174,9 +215,10 @@ def _postgres_source(
     return db_url
 
 
-def _user_source(db_url: str, settings: Settings, corrupt: tuple[str, ...]) -> str:
+def _user_source(
+    db_url: str, settings: Settings, months: tuple[str, ...], corrupt: tuple[str, ...]
+) -> str:
     """A database the user runs: only the months' own tables are (re)loaded, nothing else."""
-    months = (settings.production_month, settings.train_month, settings.valid_month)
     try:
         load_months(db_url, {m: _month(m, settings.trips_per_month, m in corrupt) for m in months})
     except SQLAlchemyError as exc:  # e.g. a role that may read but not create tables
@@ -294,6 +336,17 @@ def _child(adapter: EngineAdapter, run_dir: str, flow: str, resume: bool, answer
     answer.send(adapter.run_flow(run_dir, flow, resume).model_dump_json())
 
 
+class _Source:
+    """The scenario's source database, to load a late month into once it arrives."""
+
+    def __init__(self, db_url: str, settings: Settings) -> None:
+        self.db_url, self.settings = db_url, settings
+
+    def arrive(self, months: tuple[str, ...]) -> None:
+        n = self.settings.trips_per_month
+        load_months(self.db_url, {m: _month(m, n, False) for m in months})
+
+
 def run_scenario(
     adapter: EngineAdapter,
     scenario: Scenario,
@@ -328,17 +381,19 @@ def run_scenario(
     run_dir = runs_root / f"{label}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
 
     corrupt = scenario.corrupt_months
+    months = source_months(settings, scenario)
     if db_url is not None:
         say("loading the months into your database")
-        db_url = _user_source(db_url, settings, corrupt)  # fails before anything is written
+        db_url = _user_source(db_url, settings, months, corrupt)  # fails before anything is written
     for previous in runs_root.glob(f"{label}-*"):
         shutil.rmtree(previous)  # only the latest run of a scenario is kept, with its record
     run_dir.mkdir(parents=True)
     say(f"preparing data ({backend}) and registry")
     if db_url is None and backend == "postgresql":
-        db_url = _postgres_source(run_dir, settings, corrupt, cache)
+        db_url = _postgres_source(run_dir, settings, months, corrupt, cache)
     elif db_url is None:
-        db_url = _sqlite_source(run_dir, settings, corrupt, cache)
+        db_url = _sqlite_source(run_dir, settings, months, corrupt, cache)
+    drop_months(db_url, scenario.late_months)  # they arrive after the first pass
     registry.create_store(run_dir, template=cache / "mlflow-empty.db")
     _seed_production(run_dir, settings)
     init_attempt_log(run_dir)
@@ -356,7 +411,11 @@ def run_scenario(
             settings=settings,
             faults=scenario.faults,
         ).save()
-        for number, expectation in enumerate(expected_runs, start=1):
+        if scenario.schedule:
+            runs = scheduled_runs(
+                adapter, scenario, run_dir, expected_runs, _Source(db_url, settings), say
+            )
+        for number, expectation in enumerate([] if scenario.schedule else expected_runs, start=1):
             if number > 1:
                 mark_fixed(run_dir)
             set_current_run(run_dir, number)

@@ -38,16 +38,19 @@ def read_notifications(run_dir: str | Path, run: int | None = None) -> list[dict
     return read_events(run_dir, SINK, run)
 
 
-def wait_for_flow_failed(run_dir: str | Path, limit_s: float) -> bool:
-    """Wait at most `limit_s` for a flow_failed notification of the current flow run: from a
-    hook an engine runs in another process after the run has ended (so it lands in this run).
+def wait_for_flow_failed(run_dir: str | Path, limit_s: float, count: int = 1) -> bool:
+    """Wait at most `limit_s` for `count` flow_failed notifications of the current flow run: from
+    a hook an engine runs in another process after the run has ended (so it lands in this run).
     """
     run = current_run(run_dir)
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        if any(
-            n["event"] == NotificationEvent.FLOW_FAILED for n in read_notifications(run_dir, run)
-        ):
+        failed = [
+            n
+            for n in read_notifications(run_dir, run)
+            if n["event"] == NotificationEvent.FLOW_FAILED
+        ]
+        if len(failed) >= count:
             return True
         time.sleep(0.2)
     return False

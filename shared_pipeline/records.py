@@ -122,6 +122,22 @@ class Kill(_Strict):
     at: datetime
 
 
+class ScheduledRun(_Strict):
+    """A flow run of the monthly schedule: which month, as the engine identified the run, and what
+    its model scored (from the registry's own tags and metrics).
+    """
+
+    month: str  # trained on
+    valid_month: str  # validated on
+    # The run's identity as the engine stored it: its data interval, scheduled time, run id.
+    native: dict[str, str]
+    rerun: bool = False  # a failed month run again once its data had arrived
+    rmse: float | None = None  # the model this run registered, on the validation month
+    production_rmse: float | None = None  # the production model it was compared with, there
+    # The first production model (trained on Settings.production_month), on the same month.
+    baseline_rmse: float | None = None
+
+
 class FlowRunRecord(_Strict):
     run: int
     flow: str
@@ -145,6 +161,8 @@ class FlowRunRecord(_Strict):
     # (None: it never did, or the engine keeps no such time).
     kills: list[Kill] = Field(default_factory=list)
     native_ended_at: datetime | None = None
+    native_started_at: datetime | None = None
+    schedule: ScheduledRun | None = None
 
     def task(self, task_id: str) -> TaskRecord | None:
         return next((t for t in self.tasks if t.task == task_id), None)

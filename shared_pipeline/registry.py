@@ -95,8 +95,47 @@ def log_and_register(
         client.get_registered_model(MODEL_NAME)
     except MlflowException:
         client.create_registered_model(MODEL_NAME)
-    version = client.create_model_version(MODEL_NAME, info.model_uri, run_id=run.info.run_id)
+    # The version carries the run's tags too (the month it was trained on), for the registry's
+    # own account of what production was.
+    version = client.create_model_version(
+        MODEL_NAME, info.model_uri, run_id=run.info.run_id, tags=tags
+    )
     return int(version.version)
+
+
+def tag_version(run_dir: str | Path, version: int, tags: dict[str, Any]) -> None:
+    client = _client(run_dir)
+    for key, value in tags.items():
+        client.set_model_version_tag(MODEL_NAME, str(version), key, str(value))
+
+
+def versions(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Every registered version, oldest first: its number, when it was created (ms since the
+    epoch), its tags and its MLflow run's rmse.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = _client(run_dir)
+    try:
+        found = client.search_model_versions(f"name='{MODEL_NAME}'")
+    except MlflowException:
+        return []
+    rows = []
+    for v in sorted(found, key=lambda v: int(v.version)):
+        metrics = client.get_run(v.run_id).data.metrics if v.run_id else {}
+        rows.append(
+            {
+                "version": int(v.version),
+                "created_ms": int(v.creation_timestamp),
+                "tags": dict(v.tags),
+                "rmse": metrics.get("rmse"),
+            }
+        )
+    return rows
+
+
+def load_version(run_dir: str | Path, version: int) -> Any:
+    return _mlflow(run_dir).sklearn.load_model(f"models:/{MODEL_NAME}/{version}")
 
 
 def promote(run_dir: str | Path, version: int) -> None:
@@ -110,6 +149,15 @@ def production_version(run_dir: str | Path) -> int | None:
         return int(_client(run_dir).get_model_version_by_alias(MODEL_NAME, ALIAS).version)
     except MlflowException:
         return None
+
+
+def production_tags(run_dir: str | Path) -> dict[str, str]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(_client(run_dir).get_model_version_by_alias(MODEL_NAME, ALIAS).tags)
+    except MlflowException:
+        return {}
 
 
 def load_production(run_dir: str | Path) -> Any:

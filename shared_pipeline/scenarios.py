@@ -5,10 +5,12 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from shared_pipeline.faults_plan import FaultKind, FaultRule
+from shared_pipeline.schedule import next_month
 from shared_pipeline.settings import Settings
 from shared_pipeline.vocabulary import FlowOutcome, NotificationEvent, RegistryEffect, StepState
 
 TRAIN, VALID = Settings().train_month, Settings().valid_month
+SCHEDULE, LATE = Settings().schedule_months, Settings().late_month
 CANDIDATES = ("linear", "ridge", "ridge_heavy")
 
 C = StepState.COMPLETED
@@ -45,6 +47,10 @@ class RunExpectation(BaseModel):
     # Tasks whose result the engine may have lost and recomputed from their checkpoint: their
     # state may be cached instead, though their step ran.
     may_be_cached: tuple[str, ...] = ()
+    # A run of the monthly schedule: the month it trains on (validated on the next), and whether
+    # it re-runs that month's failed run.
+    month: str | None = None
+    rerun: bool = False
 
 
 class Scenario(BaseModel):
@@ -53,9 +59,15 @@ class Scenario(BaseModel):
     id: str
     title: str
     description: str
-    flow: str = "train"  # "train" (fan-out over candidate models) or "retrain" (loop until good)
+    # "train" (fan-out over candidate models), "retrain" (loop until good), or "monthly" (the
+    # train flow on its monthly schedule: each run's months come from the schedule).
+    flow: str = "train"
     faults: tuple[FaultRule, ...] = ()
     corrupt_months: tuple[str, ...] = ()
+    # The months the engine's schedule is backfilled over (one run each, in order), and the
+    # months whose table is missing until the first pass is over; their failed months re-run.
+    schedule: tuple[str, ...] = ()
+    late_months: tuple[str, ...] = ()
     runs: tuple[RunExpectation, ...]
 
 
@@ -63,23 +75,29 @@ def train_tasks(*keys: str) -> list[str]:
     return [f"train[{key}]" for key in keys]
 
 
-MAIN_TASKS = [
-    f"extract[{TRAIN}]",
-    f"extract[{VALID}]",
-    f"read[{TRAIN}]",
-    f"read[{VALID}]",
-    "enrich",
-    "features",
-    *train_tasks(*CANDIDATES),
-    "evaluate",
-    "gate",
-    "register",
-]
+def main_tasks(train: str = TRAIN, valid: str = VALID) -> list[str]:
+    return [
+        f"extract[{train}]",
+        f"extract[{valid}]",
+        f"read[{train}]",
+        f"read[{valid}]",
+        "enrich",
+        "features",
+        *train_tasks(*CANDIDATES),
+        "evaluate",
+        "gate",
+        "register",
+    ]
 
 
-def steps(default: StepState = C, **states: StepState) -> dict[str, StepState]:
-    """All tasks of the main flow in `default`, with some set otherwise (keys as task ids)."""
-    return {task: states.get(task, default) for task in MAIN_TASKS} | states
+MAIN_TASKS = main_tasks()
+
+
+def steps(
+    default: StepState = C, months: tuple[str, str] = (TRAIN, VALID), **states: StepState
+) -> dict[str, StepState]:
+    """All tasks of the main flow on `months` in `default`, with some set otherwise (task ids)."""
+    return {task: states.get(task, default) for task in main_tasks(*months)} | states
 
 
 def _after(task: str, state: StepState) -> dict[str, StepState]:
@@ -129,6 +147,85 @@ def _killed_loop_steps() -> dict[str, StepState]:
         "gate": NOT_RUN,
         "register": NOT_RUN,
     }
+
+
+# What each month of the schedule did to the registry, on the embedded data: promoted where its
+# model beat production on the month after (the control's conformance run checks them).
+SCHEDULE_REGISTRY = dict.fromkeys(SCHEDULE, RegistryEffect.PROMOTED)
+
+
+def month_run(month: str, registry: RegistryEffect | None = None) -> RunExpectation:
+    """The schedule's run for `month`: it trains on it, validates on the next, completes."""
+    return RunExpectation(
+        month=month,
+        steps=steps(months=(month, next_month(month))),
+        outcome=FlowOutcome.COMPLETED,
+        registry=registry or SCHEDULE_REGISTRY[month],
+    )
+
+
+def missing_month_runs(late: str) -> tuple[RunExpectation, ...]:
+    """The runs that need `late`'s missing table: the month before validates on it, its own run
+    trains on it. Each stops at that extract (after its retries), in the flow's order: whatever
+    comes after it in the code is not run, and nothing is registered.
+    """
+    before = SCHEDULE[SCHEDULE.index(late) - 1]
+    validates = steps(
+        NOT_RUN,
+        months=(before, late),
+        **{f"extract[{before}]": C, f"read[{before}]": C, f"extract[{late}]": StepState.FAILED},
+    )
+    trains = steps(
+        NOT_RUN, months=(late, next_month(late)), **{f"extract[{late}]": StepState.FAILED}
+    )
+    failed = ((TASK_FAILED, f"extract[{late}]"), (FLOW_FAILED, None))
+    return tuple(
+        RunExpectation(
+            month=month,
+            steps=run_steps,
+            outcome=FlowOutcome.FAILED,
+            notifications=failed,
+            registry=RegistryEffect.UNCHANGED,
+        )
+        for month, run_steps in ((before, validates), (late, trains))
+    )
+
+
+def rerun(failed: RunExpectation, registry: RegistryEffect) -> RunExpectation:
+    """A failed month run again once its data arrived: what had succeeded is reused."""
+    assert failed.month is not None
+    kept = [t for t, state in failed.steps.items() if state is C]
+    return RunExpectation(
+        month=failed.month,
+        rerun=True,
+        steps=steps(
+            months=(failed.month, next_month(failed.month)), **dict.fromkeys(kept, StepState.CACHED)
+        ),
+        outcome=FlowOutcome.COMPLETED,
+        registry=registry,
+        executed=tuple(
+            t for t in main_tasks(failed.month, next_month(failed.month)) if t not in kept
+        ),
+    )
+
+
+def _late_month_runs() -> tuple[RunExpectation, ...]:
+    missing = missing_month_runs(LATE)
+    first_pass = [
+        missing[[r.month for r in missing].index(m)]
+        if m in {r.month for r in missing}
+        else month_run(m, LATE_REGISTRY[m])
+        for m in SCHEDULE
+    ]
+    return (*first_pass, *(rerun(r, LATE_REGISTRY[f"{r.month} again"]) for r in missing))
+
+
+# What each run of late_month did to the registry (the months that ran past the gap compare with
+# an older production; the re-runs with the latest one).
+LATE_REGISTRY: dict[str, RegistryEffect] = {
+    **dict.fromkeys(SCHEDULE, RegistryEffect.PROMOTED),
+    **dict.fromkeys((f"{m} again" for m in SCHEDULE), RegistryEffect.REGISTERED_NOT_PROMOTED),
+}
 
 
 CATALOGUE: tuple[Scenario, ...] = (
@@ -358,6 +455,37 @@ CATALOGUE: tuple[Scenario, ...] = (
                 registry=RegistryEffect.UNCHANGED,
             ),
         ),
+    ),
+    Scenario(
+        id="monthly_backfill",
+        title="Monthly schedule, backfilled",
+        description=(
+            "The model goes stale as the zones' congestion drifts month after month, so the "
+            "training flow runs on a monthly schedule. The source database holds six months "
+            "that were never trained on: the engine backfills its schedule over them in its own "
+            "way, one run per month, in order. Each run takes its month from the run's scheduled "
+            "time or data interval (nobody passes it), trains on it, is validated on the month "
+            "after, and replaces production only if it beats production on that month."
+        ),
+        flow="monthly",
+        schedule=SCHEDULE,
+        runs=tuple(month_run(month) for month in SCHEDULE),
+    ),
+    Scenario(
+        id="late_month",
+        title="A month's data arrives late",
+        description=(
+            f"The backfill again, but {LATE}'s table is not in the database when the runs "
+            "start: it lands after they are over. The runs that need it (the month before "
+            "validates on it, its own run trains on it) must fail, tell someone and leave "
+            "production alone rather than train on a gap; the later months run on. Once the data "
+            "is in, the failed months are re-run alone: the months that succeeded are not run "
+            "again."
+        ),
+        flow="monthly",
+        schedule=SCHEDULE,
+        late_months=(LATE,),
+        runs=_late_month_runs(),
     ),
 )
 

@@ -17,6 +17,12 @@ class Settings(BaseModel):
     production_month: str = "2024-01"  # the month the seeded production model was trained on
     train_month: str = "2024-02"
     valid_month: str = "2024-03"
+    # The monthly schedule (monthly_backfill, late_month): the months its runs train on, each
+    # validated on the month after, and the month whose table arrives late.
+    schedule_months: tuple[str, ...] = (
+        "2024-02", "2024-03", "2024-04", "2024-05", "2024-06", "2024-07"
+    )  # fmt: skip
+    late_month: str = "2024-05"
 
     # Extract: the database may be under maintenance for a while.
     extract_retries: int = 3

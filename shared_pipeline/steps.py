@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shared_pipeline import ml, registry
+from shared_pipeline import ml, registry, schedule
 from shared_pipeline.context import load_context
 from shared_pipeline.data import read_month_sql
 from shared_pipeline.enrichment_api import fetch_zone_congestion
@@ -33,6 +33,15 @@ def _atomic_pickle(obj: Any, path: Path) -> None:
 def _load_pickle(path: str | Path) -> Any:
     with Path(path).open("rb") as handle:
         return pickle.load(handle)
+
+
+def run_months(run_dir: str, due: Any = None) -> list[str]:
+    """The months this flow run trains and validates on: for a run of the monthly schedule due
+    at `due` (its scheduled time, or its data interval's end), the month that just ended and the
+    next; for a run started by hand (None), the configured ones.
+    """
+    settings = load_context(run_dir).settings
+    return list(schedule.run_months(due, (settings.train_month, settings.valid_month)))
 
 
 def extract(run_dir: str, month: str) -> str:
@@ -97,6 +106,7 @@ def features(
             "path": str(path),
             "matrix_path": str(matrix_path),
             "enriched": enrichment is not None,
+            "month": train["month"],  # trained on (the registry tags the model with it)
             "n_train": len(bundle["train"][1]),
             "n_valid": len(bundle["valid"][1]),
         }
@@ -198,16 +208,19 @@ def register(
     features_result: dict[str, Any],
     evaluation: dict[str, Any],
 ) -> dict[str, Any]:
-    """Register the winner in MLflow; move `production` only if it beats the current model.
+    """Register the winner in MLflow; move `production` only if it beats the current model (on
+    this run's validation month) and was trained on a month no older than production's.
 
     A model trained without the enrichment (the fallback) is tagged degraded.
     """
     degraded = not features_result["enriched"]
+    month = features_result.get("month", "")  # trained on
     with step_attempt(run_dir, "register") as attempt:
         dicts, target = _load_pickle(features_result["path"])["valid"]
-        production_rmse = None
+        production_rmse, production_month = None, None
         if registry.production_version(run_dir) is not None:
             production_rmse = round(ml.rmse(registry.load_production(run_dir), dicts, target), 4)
+            production_month = registry.production_tags(run_dir).get("month")
         version = registry.log_and_register(
             run_dir,
             _load_pickle(evaluation["model_path"]),
@@ -217,11 +230,21 @@ def register(
                 "engine": attempt.ctx.engine,
                 "candidate": evaluation["best"],
                 "degraded": str(degraded).lower(),
+                "month": month,
             },
         )
-        promoted = production_rmse is None or evaluation["rmse"] < production_rmse
+        # A re-run of an older month (a late month's data) never replaces a newer month's model,
+        # even where it scores better on its own, older, validation month.
+        newer = production_month is None or month >= production_month
+        promoted = newer and (production_rmse is None or evaluation["rmse"] < production_rmse)
         if promoted:
             registry.promote(run_dir, version)
+        # The registry keeps the decision beside the version: an audit trail a reader can check.
+        registry.tag_version(
+            run_dir,
+            version,
+            {"promoted": str(promoted).lower(), "production_rmse": production_rmse},
+        )
         return {
             "version": version,
             "promoted": promoted,

@@ -158,3 +158,28 @@ def test_a_failed_run_leaves_production_and_its_artifacts_in_place(tmp_path: Pat
     np.testing.assert_allclose(
         registry.load_production(run_dir).predict(dicts), seed_model_predictions(dicts)
     )
+
+
+def test_an_older_month_is_never_promoted_over_a_newer_production(
+    seeded: tuple[RunContext, dict[str, Any]],
+) -> None:
+    """A late month's re-run may score better on its own, older, validation month: production,
+    trained on a newer month, stays; the registry's tags say why.
+    """
+    ctx, features = seeded
+    trained = steps.train(ctx.run_dir, features, {"key": "ridge", "model": "ridge", "alpha": 1.0})
+    evaluation = steps.evaluate(ctx.run_dir, features, [trained])
+    older = {**features, "month": "2023-12"}  # before the seeded production's month
+
+    result = steps.register(ctx.run_dir, older, evaluation)
+
+    assert result["rmse"] < result["production_rmse"]  # better where it was validated
+    assert result["promoted"] is False
+    assert registry.snapshot(ctx.run_dir) == {"versions": [1, 2], "production_version": 1}
+    tags = registry.versions(ctx.run_dir)[-1]["tags"]
+    assert tags["month"] == "2023-12" and tags["promoted"] == "false"
+
+    newer = steps.register(ctx.run_dir, features, evaluation)
+
+    assert newer["promoted"] is True
+    assert registry.production_tags(ctx.run_dir)["month"] == features["month"]

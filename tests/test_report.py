@@ -427,3 +427,34 @@ def test_every_runtime_that_lost_a_worker_has_its_row_and_no_column(report, resu
         assert any((f"{label}, {where} " if where else f"{label} ") in row for row in rows), label
         noticed = worker_died(record)
         assert noticed is not None and noticed.detail in lesson
+
+
+def test_the_drift_picture_and_its_table_come_from_the_backfill_records(
+    results: Path, report
+) -> None:
+    """Every figure the schedule lesson's table gives is a record's: the first production model's
+    RMSE on each month, and each runtime's retrained model's, both as the backfill stored them.
+    """
+    _, files = report
+    text = files[Path("REPORT.md")].decode()
+    records = [read_record(p) for p in results.rglob("monthly_backfill.json")]
+    assert records, "results/ holds no monthly_backfill record"
+    assert Path("docs", "report", "drift.png") in files
+    assert "](docs/report/drift.png)" in text
+    header = next(line for line in text.splitlines() if line.startswith("| validated on |"))
+    months = header.strip("| ").split(" | ")[1:]
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line.strip("| ").split(" | ")[1:]
+        for line in text.splitlines()
+        if line.startswith(("| the ", "| retrained the month before:"))
+    }
+    baseline = next(cells for label, cells in rows.items() if label.startswith("the "))
+    retrained = [cells for label, cells in rows.items() if label.startswith("retrained")]
+    assert len(retrained) == len(records)
+    for record in records:
+        scored = {r.schedule.valid_month: r.schedule for r in record.runs if r.schedule}
+        assert [f"{scored[m].baseline_rmse:.2f}" for m in months] == baseline
+        assert [f"{scored[m].rmse:.2f}" for m in months] in retrained
+        # The drift the lesson is about: the old model gets worse, the retrained ones do not.
+        assert scored[months[-1]].baseline_rmse > scored[months[0]].baseline_rmse
+        assert all(s.rmse < s.baseline_rmse for s in scored.values())

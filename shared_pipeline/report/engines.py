@@ -20,6 +20,7 @@ FEATURES: dict[str, str] = {
     "quality_gate": "Quality gate",
     "resume": "Resume after a fix",
     "loop": "Loop of unknown length",
+    "schedule": "Monthly schedule and backfill",
 }
 
 # The features each scenario exercises (its code excerpts); a scenario not listed shows none.
@@ -36,6 +37,8 @@ SCENARIO_FEATURES: dict[str, tuple[str, ...]] = {
     "resume_after_fix": ("resume",),
     "retrain_until_good": ("loop",),
     "worker_killed": ("notifications",),
+    "monthly_backfill": ("schedule",),
+    "late_month": ("schedule", "notifications"),
 }
 
 
@@ -82,7 +85,12 @@ WIRINGS: dict[str, Wiring] = {
             ("prefect1/flows.py", "prefect1/hooks.py"),
             ("prefect1/adapter.py",),
         ),
-        Wiring("prefect2", "Prefect 2.x / 3.x", ("prefect2/flows.py", "prefect2/hooks.py")),
+        Wiring(
+            "prefect2",
+            "Prefect 2.x / 3.x",
+            ("prefect2/flows.py", "prefect2/hooks.py"),
+            ("prefect2/deployed.py",),
+        ),
         Wiring(
             "airflow",
             "Airflow 3",
@@ -92,7 +100,7 @@ WIRINGS: dict[str, Wiring] = {
                 "airflow/pipeline_tasks.py",
                 "airflow/callbacks.py",
             ),
-            ("airflow/adapter.py",),
+            ("airflow/adapter.py", "airflow/deployed.py"),
         ),
     )
 }

@@ -197,3 +197,50 @@ def overhead_plot(
     ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return _png(fig)
+
+
+def drift_caption() -> str:
+    return "Model drift: the first production model against each month's retrained model"
+
+
+def drift(runs: list[tuple[str, RunRecord]]) -> bytes:
+    """RMSE on each month: the seeded production model (trained on an older month) and the model
+    each backfilled run trained on the month before, one line per runtime's records.
+    """
+    _style()
+    fig, ax = plt.subplots(figsize=(WIDTH_INCHES * 0.7, 3.2), dpi=DPI)
+    markers = "osD^vP*X"
+    label, first = runs[0]
+    base = [(r.schedule.valid_month, r.schedule.baseline_rmse) for r in first.runs if r.schedule]
+    base = [(m, v) for m, v in base if v is not None]
+    month = first.settings.get("production_month", "")
+    ax.plot(
+        [m for m, _ in base],
+        [v for _, v in base],
+        color="#e53935",
+        linewidth=2,
+        marker="o",
+        label=f"the {month} model, never retrained ({label})",
+    )
+    for index, (name, record) in enumerate(runs):
+        points = [(r.schedule.valid_month, r.schedule.rmse) for r in record.runs if r.schedule]
+        points = [(m, v) for m, v in points if v is not None]
+        ax.plot(
+            [m for m, _ in points],
+            [v for _, v in points],
+            color="#1e88e5",
+            alpha=0.8,
+            linewidth=1,
+            linestyle="--",
+            marker=markers[index % len(markers)],
+            markerfacecolor="none",
+            label=f"retrained on the month before: {name}",
+        )
+    ax.set_xlabel("month the model is validated on")
+    ax.set_ylabel("RMSE (minutes)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(drift_caption())
+    ax.grid(axis="y", linewidth=0.3)
+    ax.legend(loc="lower left", fontsize=6, frameon=False)
+    fig.tight_layout()
+    return _png(fig)

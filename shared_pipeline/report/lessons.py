@@ -42,11 +42,12 @@ class Lesson:
     features: tuple[str, ...]  # the wirings' marked code shown side by side
     answer: Callable[..., Answer | None]  # (get), or (get, get_deployed) for `deployed`
     setting: Callable[[dict], str] | None = None  # what this suite set, from a record's settings
-    picture: str = "timeline"  # "timeline" of the first scenario, "graph", or ""
+    picture: str = "timeline"  # "timeline" of the first scenario, "graph", "drift", or ""
     # A lesson about the deployed runtime: `answer(get, get_deployed)`, its evidence on `page`.
     deployed: bool = False
     page: str = ""
-    # A lesson answered per runtime: `answer(record)` for each runtime's record of its scenario.
+    # A lesson answered per runtime: `answer(record, sibling)` for each runtime's record of its
+    # first scenario (`sibling(scenario)`: the same runtime's record of another).
     per_runtime: bool = False
 
 
@@ -332,7 +333,7 @@ def _after(later: datetime | None, kill: Kill) -> str:
     return f"{seconds:.2f} s" if seconds < 1 else f"{seconds:.1f} s"
 
 
-def worker_died(record: RunRecord) -> Answer | None:
+def worker_died(record: RunRecord, sibling: Get | None = None) -> Answer | None:
     """What the engine showed after the kill, how soon, who was told, what ran again."""
     run = record.runs[0]
     if not run.kills:
@@ -375,6 +376,51 @@ def worker_died(record: RunRecord) -> Answer | None:
         f"{', '.join(told) or 'nobody'}; the killed work {twice}; "
         f"{REGISTRY_WORDS[run.registry_effect]}"
     )
+    return Answer(short, detail)
+
+
+def _months(runs: list[FlowRunRecord]) -> str:
+    return ", ".join(r.schedule.month for r in runs if r.schedule) or "none"
+
+
+def schedules(record: RunRecord, sibling: Get | None = None) -> Answer | None:
+    """What a backfill is in the engine (from its runs' own identities), and what a late month
+    did: which runs failed, what the later months did, what the re-runs reused.
+    """
+    runs = [r for r in record.runs if r.schedule]
+    if not runs:
+        return None
+    first = runs[0].schedule
+    assert first is not None
+    made_by = first.native.get("made_by", "?")
+    identity = ", ".join(f"`{k}`" for k in first.native if k != "made_by")
+    promoted = sum(r.registry_effect.value == "promoted" for r in runs)
+    short = f"{len(runs)} runs by {made_by}"
+    detail = (
+        f"backfill: {made_by}, {len(runs)} runs one at a time, each known by {identity} "
+        f"(first: `{next(v for k, v in first.native.items() if k != 'made_by')}`); "
+        f"{promoted} of {len(runs)} promoted"
+    )
+    late = sibling("late_month") if sibling else None
+    if late is not None:
+        passes = [r for r in late.runs if r.schedule and not r.schedule.rerun]
+        again = [r for r in late.runs if r.schedule and r.schedule.rerun]
+        failed = [r for r in passes if r.outcome is FlowOutcome.FAILED]
+        after = passes[passes.index(failed[-1]) + 1 :] if failed else []
+        reused = sum(t.state is StepState.CACHED for r in again for t in r.tasks)
+        told = sum(
+            n.event == NotificationEvent.FLOW_FAILED for r in failed for n in r.notifications
+        )
+        how = again[0].schedule.native.get("made_by", "?") if again and again[0].schedule else ""
+        detail += (
+            f"; late month: {_months(failed)} failed (told ×{told}), "
+            f"{_months([r for r in after if r.outcome is FlowOutcome.COMPLETED])} ran past it; "
+            f"re-run alone by {how}: {_months(again)} "
+            f"({reused} tasks reused, {REGISTRY_WORDS[again[-1].registry_effect]})"
+            if again
+            else ""
+        )
+        short += f"; late: {len(failed)} failed, re-run alone" if again else ""
     return Answer(short, detail)
 
 
@@ -468,6 +514,16 @@ LESSONS: tuple[Lesson, ...] = (
         (),
         worker_died,
         picture="",
+        per_runtime=True,
+    ),
+    Lesson(
+        "schedule",
+        "Schedules and backfill",
+        "Schedules and backfill: what is a backfill, and what does a late month do?",
+        ("monthly_backfill", "late_month"),
+        ("schedule",),
+        schedules,
+        picture="drift",
         per_runtime=True,
     ),
     Lesson(

@@ -38,6 +38,16 @@ class Records:
         ]
         return [r for r in found if r is not None]
 
+    def of_runtime(self, runtime_engine: str, scenario: str) -> RunRecord | None:
+        """The record of `scenario` by the engine named `runtime_engine` in records (prefect3,
+        prefect3-deployed, airflow-supervisor), whichever runtime that is.
+        """
+        if runtime_engine in self.variants:
+            return self.variants[runtime_engine].get(scenario)
+        if runtime_engine.endswith(DEPLOYED):
+            return self.get_deployed(runtime_engine.removesuffix(DEPLOYED), scenario)
+        return self.get(runtime_engine, scenario)
+
     def get(self, engine: str, scenario: str) -> RunRecord | None:
         return self.by_engine.get(engine, {}).get(scenario)
 

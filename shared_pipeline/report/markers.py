@@ -69,17 +69,18 @@ def wiring_blocks(root: Path, patterns: tuple[str, ...], features: set[str]) -> 
 
 
 def excerpt(blocks: list[Block], limit: int | None = None) -> str:
-    """The blocks as one snippet: each block dedented, headed by its file and lines; past
-    `limit` lines, the rest is left to the links beside it.
+    """The blocks as one snippet: each block dedented, the ones after the first headed by their
+    file and line (the links beside it name the first); past `limit` lines, the rest is left to
+    the links.
     """
     parts = []
-    for block in blocks:
+    for number, block in enumerate(blocks):
         body = textwrap.dedent("\n".join(block.lines)).strip("\n")
-        parts.append(f"# {block.path}:{block.first}\n{body}")
-    lines = "\n\n".join(parts).splitlines()
+        parts.append(f"# … {block.path}:{block.first}\n{body}" if number else body)
+    lines = "\n".join(parts).splitlines()
     if limit is not None and len(lines) > limit:
         kept = lines[:limit]
-        while kept and (not kept[-1].strip() or kept[-1].startswith("# ") and ".py:" in kept[-1]):
+        while kept and (not kept[-1].strip() or kept[-1].startswith("# … ") and ".py:" in kept[-1]):
             kept.pop()  # never end on a blank line or on the next block's heading
         rest = len(lines) - len(kept)
         lines = [*kept, f"# … {rest} more lines: follow the links above"]
