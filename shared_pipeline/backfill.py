@@ -16,12 +16,9 @@ from shared_pipeline import ml, registry
 from shared_pipeline.faults import read_attempt_log
 from shared_pipeline.notifications import read_notifications
 from shared_pipeline.records import (
-    AttemptLogEntry,
     FlowRunRecord,
-    Notification,
     RegistrySnapshot,
     ScheduledRun,
-    registry_effect,
 )
 from shared_pipeline.scenarios import RunExpectation, Scenario
 from shared_pipeline.schedule import next_month
@@ -43,7 +40,7 @@ def scheduled_runs(
     source: _Source,
     say: Callable[[str], None],
 ) -> list[FlowRunRecord]:
-    from shared_pipeline.harness import _fill_unseen
+    from shared_pipeline.harness import flow_run_record
 
     months = list(scenario.schedule)
     say(f"backfilling the monthly schedule over {months[0]}..{months[-1]}")
@@ -69,29 +66,18 @@ def scheduled_runs(
             for v in versions
             if v["version"] not in before.versions and v["version"] in after.versions
         ]
-        tasks = list(result.tasks)
-        if number <= len(expected):
-            _fill_unseen(tasks, expected[number - 1].may_be_absent, result.outcome)
         month = result.month or ""
         records.append(
-            FlowRunRecord(
-                run=number,
-                flow=scenario.flow,
-                native_state=result.native_state,
-                native_message=result.native_message,
-                outcome=result.outcome,
-                wall_seconds=round((window[1] - window[0]).total_seconds(), 3),
-                tasks=tasks,
-                notifications=[Notification(**{**n, "run": number}) for n in notes[number - 1]],
-                engine_notifications=result.engine_notifications,
-                registry_before=before,
-                registry_after=after,
-                registry_effect=registry_effect(before, after),
-                attempt_log=[AttemptLogEntry(**{**e, "run": number}) for e in attempts[number - 1]],
-                graph_kind=result.graph_kind,
-                graph=result.graph,
-                native_started_at=result.native_started_at,
-                native_ended_at=result.native_ended_at,
+            flow_run_record(
+                number,
+                scenario.flow,
+                result,
+                expected[number - 1] if number <= len(expected) else None,
+                wall_s=(window[1] - window[0]).total_seconds(),
+                notifications=notes[number - 1],
+                before=before,
+                after=after,
+                attempts=attempts[number - 1],
                 schedule=ScheduledRun(
                     month=month,
                     valid_month=next_month(month) if month else "",

@@ -336,6 +336,47 @@ def _child(adapter: EngineAdapter, run_dir: str, flow: str, resume: bool, answer
     answer.send(adapter.run_flow(run_dir, flow, resume).model_dump_json())
 
 
+def flow_run_record(
+    number: int,
+    flow: str,
+    result: EngineRun,
+    expectation: Any,
+    *,
+    wall_s: float,
+    notifications: list[dict],
+    before: RegistrySnapshot,
+    after: RegistrySnapshot,
+    attempts: list[dict],
+    **more: Any,
+) -> FlowRunRecord:
+    """One flow run's record: what the engine said (`result`), beside the steps' own attempts,
+    the hooks' notifications and the registry before and after it.
+    """
+    tasks = list(result.tasks)
+    if expectation is not None:
+        _fill_unseen(tasks, expectation.may_be_absent, result.outcome)
+    return FlowRunRecord(
+        run=number,
+        flow=flow,
+        native_state=result.native_state,
+        native_message=result.native_message,
+        outcome=result.outcome,
+        wall_seconds=round(wall_s, 3),
+        tasks=tasks,
+        notifications=[{**n, "run": number} for n in notifications],
+        engine_notifications=result.engine_notifications,
+        registry_before=before,
+        registry_after=after,
+        registry_effect=registry_effect(before, after),
+        attempt_log=[AttemptLogEntry(**{**e, "run": number}) for e in attempts],
+        graph_kind=result.graph_kind,
+        graph=result.graph,
+        native_started_at=result.native_started_at,
+        native_ended_at=result.native_ended_at,
+        **more,
+    )
+
+
 class _Source:
     """The scenario's source database, to load a late month into once it arrives."""
 
@@ -426,27 +467,18 @@ def run_scenario(
                 result = _run_flow(adapter, killer, str(run_dir), scenario.flow, number > 1)
             wall = time.perf_counter() - t0
             after = RegistrySnapshot(**registry.snapshot(run_dir))
-            tasks = list(result.tasks)
-            _fill_unseen(tasks, expectation.may_be_absent, result.outcome)
             runs.append(
-                FlowRunRecord(
-                    run=number,
-                    flow=scenario.flow,
-                    native_state=result.native_state,
-                    native_message=result.native_message,
-                    outcome=result.outcome,
-                    wall_seconds=round(wall, 3),
-                    tasks=tasks,
+                flow_run_record(
+                    number,
+                    scenario.flow,
+                    result,
+                    expectation,
+                    wall_s=wall,
                     notifications=read_notifications(run_dir, number),
-                    engine_notifications=result.engine_notifications,
-                    registry_before=before,
-                    registry_after=after,
-                    registry_effect=registry_effect(before, after),
-                    attempt_log=[AttemptLogEntry(**e) for e in read_attempt_log(run_dir, number)],
-                    graph_kind=result.graph_kind,
-                    graph=result.graph,
+                    before=before,
+                    after=after,
+                    attempts=read_attempt_log(run_dir, number),
                     kills=killer.kills if killer else [],
-                    native_ended_at=result.native_ended_at,
                 )
             )
     record = RunRecord(
