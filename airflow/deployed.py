@@ -295,10 +295,10 @@ class DeployedAdapter:
                 "POST clearTaskInstances (only failed)" if started else "POST /backfills"
             )
             if started is not None:  # cleared: its window is the tries that ran since
-                begun = [t["start_date"] for t in tis if t.get("start_date")]
-                run.native_started_at = min(
-                    (b for b in begun if datetime.fromisoformat(b) >= started), default=None
-                )
+                begun = [
+                    datetime.fromisoformat(t["start_date"]) for t in tis if t.get("start_date")
+                ]
+                run.native_started_at = min((b for b in begun if b >= started), default=None)
         run.tasks = [self._task_record(dag_id, run_id, ti, tries, months) for ti in tis]
         return run
 

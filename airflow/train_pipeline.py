@@ -52,11 +52,11 @@ def train_pipeline(run_dir: str = "") -> None:
 train_pipeline()
 
 
-# report: begin schedule
 # The same pipeline on a monthly schedule: one DAG run per data interval, a calendar month
 # (CronDataIntervalTimetable: plain "@monthly" gives a run no interval, only a time). The graph
 # is fixed before any run, so the months are data: a task reads them off the run's interval,
 # and the month's task groups are named by their role (train_month.extract).
+# report: begin schedule
 MONTHLY: dict[str, Any] = {
     "schedule": CronDataIntervalTimetable("@monthly", timezone="UTC"),
     "start_date": datetime(2024, 2, 1, tzinfo=UTC),

@@ -214,11 +214,11 @@ with Flow(
 
 retrain_until_good.set_reference_tasks([registered])
 
-# report: begin schedule
 # The schedule belongs to the Flow: a cron clock, midnight UTC on the first of each month. The
 # graph is built before any run, so the month is data: a task reads the run's `date` (the time
 # it is for: its scheduled time, or the one a backfill sets), and the month's tasks are named by
 # their role (extract[train_month]).
+# report: begin schedule
 MONTHLY = Schedule(clocks=[CronClock("0 0 1 * *", start_date=pendulum.datetime(2024, 3, 1))])
 
 

@@ -108,13 +108,17 @@ def read_engine_run(
     flow_run_id: Any, settle_s: float = 0.3, since: datetime | None = None
 ) -> EngineRun:
     """What Prefect's API stored about a flow run: its state, its task runs, their graph (with
-    `since`, the task runs made from then on: a retried flow run keeps its earlier ones).
+    `since`, the task runs that moved from then on: a retried flow run keeps its earlier ones).
     """
     flow_run, task_runs = read_flow_run(flow_run_id, settle_s=settle_s)
     started = flow_run.start_time
     if since is not None:
-        task_runs = [(run, history) for run, history in task_runs if run.created > since]
-        started = min((h[0].timestamp for _, h in task_runs if h), default=since)
+        # 3.x's retry makes new task runs; 2.x's re-run of the flow run moves its old ones on.
+        task_runs = [(run, h) for run, h in task_runs if h and h[-1].timestamp > since]
+        started = min(
+            (next(s.timestamp for s in h if s.timestamp > since) for _, h in task_runs),
+            default=since,
+        )
     origins = cache_origins([run for run, _ in task_runs])
     return EngineRun(
         native_state=flow_run.state_name,

@@ -103,9 +103,9 @@ def register(run_dir: str, features_result: dict, evaluation: dict) -> dict:
     return steps.register(run_dir, features_result, evaluation)
 
 
-# report: begin schedule
 # The schedule belongs to a deployment of the flow (the same flow), run by a worker: midnight UTC
 # on the first of each month. A run of it takes its months from the time it was scheduled for.
+# report: begin schedule
 MONTHLY: dict[str, Any] = dict(name="monthly", cron="0 0 1 * *")
 
 

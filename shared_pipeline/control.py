@@ -71,9 +71,9 @@ class Pipeline:
         self.run_dir = run_dir
         self.settings = load_context(run_dir).settings
         self.tasks: list[TaskRecord] = []
-        # report: begin schedule
         # A run of the schedule trains on the month its due time closes, with checkpoints of
         # its own: a re-run of that month reuses them, another month's run does not.
+        # report: begin schedule
         self.months = steps.run_months(run_dir, due)
         self.checkpoints = Path(run_dir) / "control-checkpoints"
         if due is not None:
