@@ -173,20 +173,26 @@ class DeployedAdapter:
         window (by logical date, its start), and the scheduler runs them one at a time.
         """
         dag_id = ADAPTER.DAG_IDS[flow]
-        created = _call(
-            self.base,
-            "POST",
-            "/backfills",
-            {
-                "dag_id": dag_id,
-                "from_date": f"{months[0]}-01T00:00:00Z",
-                "to_date": f"{months[-1]}-01T00:00:00Z",
-                "max_active_runs": 1,
-                "reprocess_behavior": "none",
-                "run_backwards": False,
-                "dag_run_conf": {"run_dir": run_dir},
-            },
-        )
+        body = {
+            "dag_id": dag_id,
+            "from_date": f"{months[0]}-01T00:00:00Z",
+            "to_date": f"{months[-1]}-01T00:00:00Z",
+            "max_active_runs": 1,
+            "reprocess_behavior": "none",
+            "run_backwards": False,
+            "dag_run_conf": {"run_dir": run_dir},
+        }
+        # A DAG has one running backfill at a time (409 for another): this one waits its turn
+        # behind the session's other scenario, as an operator would.
+        deadline = time.monotonic() + over(DAG_RUN_S) * len(months)
+        while True:
+            try:
+                created = _call(self.base, "POST", "/backfills", body)
+                break
+            except urllib.error.HTTPError as error:
+                if error.code != 409 or time.monotonic() > deadline:
+                    raise
+                time.sleep(2)
         self._wait_backfill(created["id"], len(months))
         runs = _call(self.base, "GET", f"/dags/{dag_id}/dagRuns?run_type=backfill&limit=100")[
             "dag_runs"
