@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -15,6 +14,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
+from shared_pipeline.schedule import parse_month
 from shared_pipeline.zones import ZONE_IDS, zone_congestion
 
 DATETIME_COLUMNS: tuple[str, ...] = ("lpep_pickup_datetime", "lpep_dropoff_datetime")
@@ -35,7 +35,6 @@ COLUMNS: tuple[str, ...] = (
     "trip_type",
 )
 
-_MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _ZONES = np.asarray(ZONE_IDS, dtype=np.int64)
 
 # Fixed zone layout (miles on a plane) and popularity: PU_DO pairs imply a typical distance, and
@@ -61,13 +60,6 @@ _HOUR_SHARE = _HOUR_SHARE / _HOUR_SHARE.sum()
 _MINUTES_PER_MILE = 3.4  # free-flow pace at congestion 1.0 and hour factor 1.0
 _SHARE_SHORT_OUTLIERS = 0.02  # cancelled / same-spot trips under a minute
 _SHARE_LONG_OUTLIERS = 0.012  # meter left running: over an hour
-
-
-def parse_month(month: str) -> tuple[int, int]:
-    match = _MONTH_RE.match(month)
-    if match is None:
-        raise ValueError(f"month must look like 'YYYY-MM', got {month!r}")
-    return int(match.group(1)), int(match.group(2))
 
 
 def table_name(month: str) -> str:

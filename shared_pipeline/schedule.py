@@ -4,9 +4,18 @@ each month's run is due (the first of the month after it, as a monthly cron fire
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
-from shared_pipeline.data import parse_month
+# Only the standard library: the report reads the schedule too, with no pandas installed.
+_MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+def parse_month(month: str) -> tuple[int, int]:
+    match = _MONTH_RE.match(month)
+    if match is None:
+        raise ValueError(f"month must look like 'YYYY-MM', got {month!r}")
+    return int(match.group(1)), int(match.group(2))
 
 
 def month_of(when: datetime) -> str:
