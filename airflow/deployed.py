@@ -86,7 +86,16 @@ class DeployedAdapter:
     name = "airflow-deployed"
     runtime = "deployed: api-server, scheduler and dag-processor, LocalExecutor"
     version = ADAPTER.VERSION
-    limitations: list[Limitation] = []
+    limitations: list[Limitation] = [
+        Limitation(
+            feature="schedule",
+            reason="a DAG has one DAG run per data interval: two scenarios cannot each backfill "
+            "the same months of monthly_training (the second backfill would create no run)",
+            workaround="the schedule's scenarios run one after the other, and a backfill first "
+            "deletes the DAG runs an earlier scenario left for its months (its record is written)",
+            doc=f"{ADAPTER.DOCS}/core-concepts/backfill.html",
+        )
+    ]
     settings: dict[str, str] = {}  # Airflow settings beyond the defaults
 
     def __init__(self, out: Path) -> None:
@@ -182,6 +191,11 @@ class DeployedAdapter:
             "run_backwards": False,
             "dag_run_conf": {"run_dir": run_dir},
         }
+        # A DAG has one run per data interval: the runs an earlier scenario's backfill left for
+        # these months (its record written) go first, or this backfill would make none.
+        for old in _call(self.base, "GET", f"/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]:
+            if (old.get("conf") or {}).get("run_dir") != run_dir:
+                _call(self.base, "DELETE", f"/dags/{dag_id}/dagRuns/{old['dag_run_id']}")
         # A DAG has one running backfill at a time (409 for another): this one waits its turn
         # behind the session's other scenario, as an operator would.
         deadline = time.monotonic() + over(DAG_RUN_S) * len(months)

@@ -30,6 +30,11 @@ def _waits(scenario: Scenario) -> bool:
 def _group(scenario: Scenario, db: str) -> list[pytest.MarkDecorator]:
     if db == "postgres":
         return [pytest.mark.xdist_group("postgres")]
+    if scenario.schedule:
+        # The schedule's scenarios backfill the same months: where an engine keeps one run per
+        # month of a flow (Airflow's DAG runs by data interval), one may start only once the
+        # other has finished.
+        return [pytest.mark.xdist_group("schedule")]
     return [pytest.mark.xdist_group("waiting")] if _waits(scenario) else []
 
 
