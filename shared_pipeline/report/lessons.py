@@ -379,6 +379,10 @@ def worker_died(record: RunRecord, sibling: Get | None = None) -> Answer | None:
     return Answer(short, detail)
 
 
+# The keys of a run's identity that say which time it is for, as each engine stores it.
+WHEN = ("data_interval_start", "scheduled_start_time", "date", "due")
+
+
 def _months(runs: list[FlowRunRecord]) -> str:
     return ", ".join(r.schedule.month for r in runs if r.schedule) or "none"
 
@@ -396,10 +400,13 @@ def schedules(record: RunRecord, sibling: Get | None = None) -> Answer | None:
     identity = ", ".join(f"`{k}`" for k in first.native if k != "made_by")
     promoted = sum(r.registry_effect.value == "promoted" for r in runs)
     short = f"{len(runs)} runs by {made_by}"
+    when = next(k for k in (*WHEN, *first.native) if k in first.native and k != "made_by")
+    shown = first.native[when]
+    if when == "data_interval_start":
+        shown += f" – {first.native.get('data_interval_end', '?')}"
     detail = (
         f"backfill: {made_by}, {len(runs)} runs one at a time, each known by {identity} "
-        f"(first: `{next(v for k, v in first.native.items() if k != 'made_by')}`); "
-        f"{promoted} of {len(runs)} promoted"
+        f"(the first's {when}: `{shown}`); {promoted} of {len(runs)} promoted"
     )
     late = sibling("late_month") if sibling else None
     if late is not None:

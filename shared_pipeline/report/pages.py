@@ -9,13 +9,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from shared_pipeline.conformance import check_record
 from shared_pipeline.engine_table import PROBE_MODULES
 from shared_pipeline.probes import PROBES
 from shared_pipeline.records import FlowRunRecord, RunRecord
 from shared_pipeline.report.cells import REGISTRY_WORDS, code, history, interrupted, timeout_lines
-from shared_pipeline.report.engines import engine
+from shared_pipeline.report.engines import engine, runtime_label
 from shared_pipeline.report.graphs import LEGEND, flowchart
-from shared_pipeline.report.lessons import LESSONS
+from shared_pipeline.report.lessons import LESSONS, WHEN
 from shared_pipeline.report.load import Records, scenario_of
 from shared_pipeline.report.runtimes import aspects
 from shared_pipeline.report.screenshots import screenshot_lines
@@ -52,26 +53,48 @@ def _runs_table(report: Report, records: Records, scenario: str, problems: dict)
         "notifications | registry |" + (" timeouts |" if hung else ""),
         "| --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if hung else ""),
     ]
+    spec = scenario_of(scenario)
     for key in records.engines:
-        record = records.get(key, scenario)
-        if record is None:
-            continue
-        marks = report.marks(key, (scenario,), BACK)
-        check = "✓" if not problems[key, scenario] else f"✗ ([why]({BACK}#engines))"
-        for index, run in enumerate(record.runs):
-            message = f" ({code(run.native_message)})" if run.native_message else ""
-            before, after = run.registry_before, run.registry_after
-            registry = (
-                f"v{before.production_version} → v{after.production_version}, versions "
-                f"{before.versions} → {after.versions} ({REGISTRY_WORDS[run.registry_effect]})"
-            )
-            timeouts = f" {timeout_lines(record)[index] or '—'} |" if hung else ""
-            lines.append(
-                f"| {report.label(key)} {marks} | {run.run} | {code(run.native_state)}{message} | "
-                f"{run.outcome.value} | {check} | {run.wall_seconds:.2f} | "
-                f"{len(run.notifications) or 'none'} | {registry} |{timeouts}".replace("  |", " |")
-            )
+        # A schedule's runs are the engine's own: its deployed runtime's, where its test mode
+        # has none.
+        found = records.runtimes(key, scenario) if spec and spec.schedule else []
+        found = found or [r for r in [records.get(key, scenario)] if r is not None]
+        for record in found:
+            where = f", {runtime_label(record)}" if runtime_label(record) else ""
+            marks = report.marks(key, (scenario,), BACK)
+            bad = problems.get((key, scenario)) if where == "" else check_record(record)
+            check = "✓" if not bad else f"✗ ([why]({BACK}#engines))"
+            lines += _run_rows(f"{report.label(key)}{where} {marks}", record, check, hung)
     return lines
+
+
+def _run_rows(label: str, record: RunRecord, check: str, hung: bool) -> list[str]:
+    rows = []
+    for index, run in enumerate(record.runs):
+        message = f" ({code(run.native_message)})" if run.native_message else ""
+        before, after = run.registry_before, run.registry_after
+        registry = (
+            f"v{before.production_version} → v{after.production_version}, versions "
+            f"{before.versions} → {after.versions} ({REGISTRY_WORDS[run.registry_effect]})"
+        )
+        timeouts = f" {timeout_lines(record)[index] or '—'} |" if hung else ""
+        rows.append(
+            f"| {label} | {_which(run)} | {code(run.native_state)}{message} | "
+            f"{run.outcome.value} | {check} | {run.wall_seconds:.2f} | "
+            f"{len(run.notifications) or 'none'} | {registry} |{timeouts}".replace("  |", " |")
+        )
+    return rows
+
+
+def _which(run: FlowRunRecord) -> str:
+    """The flow run's number, and for a run of the schedule its month and its engine's identity."""
+    if run.schedule is None:
+        return str(run.run)
+    native = run.schedule.native
+    when = next((k for k in WHEN if k in native), None)
+    again = ", re-run" if run.schedule.rerun else ""
+    stored = f"; {when} `{native[when]}`" if when else ""
+    return f"{run.run} ({run.schedule.month}{again}{stored})"
 
 
 def _tasks_table(run: FlowRunRecord) -> list[str]:
