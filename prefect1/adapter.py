@@ -203,7 +203,7 @@ class LocalAdapter:
         run.month = steps.run_months(run_dir, when)[0]
         run.native_schedule = {
             "date": when.isoformat(),
-            "made_by": "flow.run(context={'date': ...}) for each due time of flow.schedule",
+            "made_by": "flow.run(context={'date': ...}) per due time of flow.schedule",
         }
         return run
 

@@ -397,16 +397,18 @@ def schedules(record: RunRecord, sibling: Get | None = None) -> Answer | None:
     first = runs[0].schedule
     assert first is not None
     made_by = first.native.get("made_by", "?")
-    identity = ", ".join(f"`{k}`" for k in first.native if k != "made_by")
     promoted = sum(r.registry_effect.value == "promoted" for r in runs)
     short = f"{len(runs)} runs by {made_by}"
     when = next(k for k in (*WHEN, *first.native) if k in first.native and k != "made_by")
-    shown = first.native[when]
+    shown = first.native[when][:10]
     if when == "data_interval_start":
-        shown += f" – {first.native.get('data_interval_end', '?')}"
+        when, shown = (
+            "data_interval",
+            f"{shown} – {first.native.get('data_interval_end', '?')[:10]}",
+        )
     detail = (
-        f"backfill: {made_by}, {len(runs)} runs one at a time, each known by {identity} "
-        f"(the first's {when}: `{shown}`); {promoted} of {len(runs)} promoted"
+        f"{made_by}: {len(runs)} runs in order, the first for `{when}` {shown}; "
+        f"{promoted}/{len(runs)} promoted"
     )
     late = sibling("late_month") if sibling else None
     if late is not None:
@@ -423,7 +425,7 @@ def schedules(record: RunRecord, sibling: Get | None = None) -> Answer | None:
             f"; late month: {_months(failed)} failed (told ×{told}), "
             f"{_months([r for r in after if r.outcome is FlowOutcome.COMPLETED])} ran past it; "
             f"re-run alone by {how}: {_months(again)} "
-            f"({reused} tasks reused, {REGISTRY_WORDS[again[-1].registry_effect]})"
+            f"({reused} tasks reused; {REGISTRY_WORDS[again[-1].registry_effect]})"
             if again
             else ""
         )
