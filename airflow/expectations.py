@@ -35,7 +35,9 @@ C, SKIPPED = StepState.COMPLETED, StepState.SKIPPED
 def graph(flow: str, steps: dict[str, StepState]) -> Graph:
     """The DAGs' control tasks, each in the state its trigger rule gives it."""
     if flow == "monthly":  # the train DAG, and the task that reads its months off the interval
-        return Graph({"run_months": C, **graph("train", steps).tasks})
+        # A cleared DAG run keeps that task's success, as it keeps the steps' (cached).
+        kept = StepState.CACHED if StepState.CACHED in steps.values() else C
+        return Graph({"run_months": kept, **graph("train", steps).tasks})
     if flow == "retrain":
         ran = sorted({int(t.split("round-")[1].rstrip("]")) for t in steps if "[round-" in t})
         most = Settings().retrain_max_rounds  # the rounds the DAG declares
