@@ -398,7 +398,7 @@ def schedules(record: RunRecord, sibling: Get | None = None) -> Answer | None:
     assert first is not None
     made_by = first.native.get("made_by", "?")
     promoted = sum(r.registry_effect.value == "promoted" for r in runs)
-    short = f"{len(runs)} runs by {made_by}"
+    short = f"{len(runs)} monthly runs"
     when = next(k for k in (*WHEN, *first.native) if k in first.native and k != "made_by")
     shown = first.native[when][:10]
     if when == "data_interval_start":
@@ -429,7 +429,7 @@ def schedules(record: RunRecord, sibling: Get | None = None) -> Answer | None:
             if again
             else ""
         )
-        short += f"; late: {len(failed)} failed, re-run alone" if again else ""
+        short += f"; {len(failed)} late, re-run alone" if again else ""
     return Answer(short, detail)
 
 
