@@ -5,6 +5,7 @@ marked code): the answers first, each scenario's records one click away under do
 from __future__ import annotations
 
 import os
+from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -740,9 +741,10 @@ class Report:
                     cells.append("no record")
                     continue
                 check = "✓" if not problems[key, scenario] else "✗"
-                runs = " then ".join(
-                    f"{run.outcome.value} {code(run.native_state)}" for run in record.runs
-                )
+                said = [f"{run.outcome.value} {code(run.native_state)}" for run in record.runs]
+                if len(said) > 2:  # a schedule's runs: how many ended each way
+                    said = [f"{n}× {s}" for s, n in Counter(said).items()]
+                runs = " then ".join(said) if len(record.runs) <= 2 else ", ".join(said)
                 cells.append(f"{check} {runs} {self.marks(key, (scenario,))}".rstrip())
             spec = scenario_of(scenario)
             title = spec.title if spec else scenario
