@@ -19,7 +19,7 @@ PYTHON = "3.11"
 
 nox.options.default_venv_backend = "uv"
 # The README's test command (CI's `.ci/run`), and plain `nox`: that, then the report.
-TEST_COMMAND = ["lint", "tests", "prefect2", "prefect1", "airflow"]
+TEST_COMMAND = ["lint", "tests", "prefect2", "prefect1", "airflow", "probes"]
 nox.options.sessions = [*TEST_COMMAND, "report"]
 # This machine sets PYTHONDONTWRITEBYTECODE=1 and uv does not compile by default: without this
 # every process recompiles every import (Prefect and MLflow take seconds longer to import).
@@ -122,16 +122,11 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--no-cache", "--check", str(ROOT))
 
 
-def _conformance(session: nox.Session, engine: str, engine_tests: str | None, probes: bool) -> None:
-    """The conformance suite, the semantics probes (if the engine answers them) and the engine's
-    own tests, its results table, then the report.
-    """
+def _conformance(session: nox.Session, engine: str, engine_tests: str | None) -> None:
+    """The conformance suite and the engine's own tests, its results table, then the report."""
     session.run(
         *PYTEST,
         *PARALLEL,
-        # The probes first: one worker answers them all (about a minute) while the other starts
-        # on the scenarios, instead of after them.
-        *([str(ROOT / "tests" / "engines" / "test_probes.py")] if probes else []),
         str(ROOT / "tests" / "test_conformance.py"),
         *([str(ROOT / "tests" / "engines" / engine_tests)] if engine_tests else []),
         *session.posargs,
@@ -147,7 +142,7 @@ def prefect2(session: nox.Session, prefect: str) -> None:
     """Prefect dynamic flows (one code base) on Prefect 2.x or 3.x: every scenario, conformance."""
     _install(session, *PREFECT[prefect])
     engine = f"prefect{prefect}"
-    _conformance(session, engine, "test_prefect.py", probes=True)
+    _conformance(session, engine, "test_prefect.py")
 
 
 @nox.session(python=PYTHON)
@@ -158,14 +153,41 @@ def prefect1(session: nox.Session, executor: str) -> None:
     # The pins keep `import prefect` free of deprecation warnings: fail here if they do not.
     session.run("python", "-W", "error::DeprecationWarning", "-c", "import prefect")
     engine = PREFECT1_ENGINES[executor]
-    _conformance(session, engine, "test_prefect1.py", probes=executor == "local")
+    _conformance(session, engine, "test_prefect1.py")
 
 
 @nox.session(python=PYTHON)
 def airflow(session: nox.Session) -> None:
     """Airflow 3 TaskFlow DAGs under dag.test(): every scenario, conformance, Airflow checks."""
     _install(session, *AIRFLOW)
-    _conformance(session, "airflow", "test_airflow.py", probes=True)
+    _conformance(session, "airflow", "test_airflow.py")
+
+
+# The engines that answer the semantics probes (Prefect 1 on its local executor), with what their
+# venv needs. A session of their own: the probes mostly wait (timeouts, retry delays) in one
+# process for about 40 s, which the engine's scenario sessions need not wait for.
+PROBED = {
+    "prefect2": PREFECT["2"],
+    "prefect3": PREFECT["3"],
+    "prefect1": PREFECT1,
+    "airflow": AIRFLOW,
+}
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("engine", list(PROBED))
+def probes(session: nox.Session, engine: str) -> None:
+    """The semantics probes in the engine: each answer read back from its store, recorded under
+    results/probes/, and equal to the one its documentation gives.
+    """
+    _install(session, *PROBED[engine])
+    session.run(
+        *PYTEST,
+        str(ROOT / "tests" / "engines" / "test_probes.py"),
+        *session.posargs,
+        env=_env(engine),
+    )
+    session.notify("report")
 
 
 # The engines with a deployed runtime beside their test mode, with what their venv needs. Not in
@@ -187,9 +209,9 @@ def deployed(session: nox.Session, engine: str) -> None:
     runtime can change an answer, conformance, its notifications, no process left behind.
     """
     _install(session, *DEPLOYED[engine])
-    _conformance(session, f"{engine}-deployed", "test_deployed.py", probes=False)
+    _conformance(session, f"{engine}-deployed", "test_deployed.py")
     if engine in KILL_VARIANTS:
-        _conformance(session, KILL_VARIANTS[engine], None, probes=False)
+        _conformance(session, KILL_VARIANTS[engine], None)
 
 
 # The engine's state store that its deployed session leaves in runs/<engine>-deployed/.services/.

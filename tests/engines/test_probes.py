@@ -18,8 +18,6 @@ from shared_pipeline.loading import load_module
 from shared_pipeline.probes import NOT_EXPRESSIBLE, PROBES, ProbeRecord, probe_path, read_probe
 
 ENGINE = os.environ.get("PIPELINE_ENGINE", "python")
-# One worker runs every probe: one engine process, one API server, for all of them.
-pytestmark = [pytest.mark.xdist_group("probes")]
 
 
 @pytest.fixture(scope="module")
