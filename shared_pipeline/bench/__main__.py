@@ -120,11 +120,12 @@ def run_regime(
     one_task_s: float,
     profile: dict[str, float],
     say: Callable[[str], None],
+    predict: bool = True,
 ) -> Regime:
-    """Size by size, smallest first: each shape once (while one run is predicted to fit what is
-    left), then repeats while one more run (as it cost, with its set-up) still fits. The small
-    sizes get all their repeats; what the budget leaves buys the largest size's runs. Samples
-    one run into `profile` if it is empty.
+    """Every size once, smallest first (while one run is predicted to fit what is left, if
+    `predict`), then repeats round after round while one more run (as it cost, with its set-up)
+    still fits: the budget buys the widest range of sizes before it buys precision, and its
+    precision evenly (5 repeats, 3 at N = 1,000). Samples one run into `profile` if it is empty.
     """
     regime = Regime()
     deadline = time.perf_counter() + budget_s
@@ -151,27 +152,33 @@ def run_regime(
     for index, n in enumerate(sizes):
         for shape in shapes:
             smaller = sizes[:index]
-            if smaller and (shape, smaller[-1]) in regime.skipped:
+            if predict and smaller and (shape, smaller[-1]) in regime.skipped:
                 # At least linear in n: a size larger than a skipped one is skipped too.
                 regime.skipped[shape, n] = regime.skipped[shape, smaller[-1]] * n / smaller[-1]
                 say(f"{shape} n={n}: skipped, one run would take ~{regime.skipped[shape, n]:.0f} s")
                 continue
             done = {str(m): {"median_s": regime.samples[shape, m][0]} for m in smaller}
             predicted = _predict(done, smaller, n, one_task_s)
-            if predicted > deadline - time.perf_counter():
+            if predict and predicted > deadline - time.perf_counter():
                 regime.skipped[shape, n] = predicted
                 say(f"{shape} n={n}: skipped, one run would take ~{predicted:.0f} s")
                 continue
             say(f"{shape} n={n}: {measure(shape, n):.3f} s")
-        wanted = min(repeats, REPEATS_LARGEST) if n == max(SIZES) else repeats
-        for shape in shapes:
-            runs = regime.samples.get((shape, n), [])
-            while runs and len(runs) < wanted:
-                if min(regime.cost[shape, n]) > deadline - time.perf_counter():
-                    break
+    # Round after round, one more run of each cell short of its repeats that still fits.
+    wanted = {
+        cell: min(repeats, REPEATS_LARGEST) if cell[1] == max(SIZES) else repeats
+        for cell in regime.samples
+    }
+    while short := [
+        cell
+        for cell, runs in regime.samples.items()
+        if len(runs) < wanted[cell] and min(regime.cost[cell]) <= deadline - time.perf_counter()
+    ]:
+        for shape, n in short:
+            if min(regime.cost[shape, n]) <= deadline - time.perf_counter():
                 measure(shape, n)
-            if runs:
-                say(f"{shape} n={n}: median {statistics.median(runs):.3f} s ×{len(runs)}")
+    for (shape, n), runs in regime.samples.items():
+        say(f"{shape} n={n}: median {statistics.median(runs):.3f} s ×{len(runs)}")
     return regime
 
 
@@ -234,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
                 one_task_s,
                 profile,
                 say,
+                # A later regime's cost is its set-up's, not N's: each size it names runs.
+                predict=index == 0,
             )
             measured[name] = {"about": about, "runs": regime.figures()}
         peak = peak_rss_mb(engine.pids())
