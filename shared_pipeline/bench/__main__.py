@@ -123,9 +123,9 @@ def run_regime(
     predict: bool = True,
 ) -> Regime:
     """Every size once, smallest first (while one run is predicted to fit what is left, if
-    `predict`), then repeats round after round while one more run (as it cost, with its set-up)
-    still fits: the budget buys the widest range of sizes before it buys precision, and its
-    precision evenly (5 repeats, 3 at N = 1,000). Samples one run into `profile` if it is empty.
+    `predict`), then repeats, smallest sizes first, while one more run (as it cost, with its
+    set-up) still fits: the budget buys the widest range of sizes, then the small sizes' 5
+    repeats, then the largest size's 3. Samples one run into `profile` if it is empty.
     """
     regime = Regime()
     deadline = time.perf_counter() + budget_s
@@ -164,19 +164,12 @@ def run_regime(
                 say(f"{shape} n={n}: skipped, one run would take ~{predicted:.0f} s")
                 continue
             say(f"{shape} n={n}: {measure(shape, n):.3f} s")
-    # Round after round, one more run of each cell short of its repeats that still fits.
-    wanted = {
-        cell: min(repeats, REPEATS_LARGEST) if cell[1] == max(SIZES) else repeats
-        for cell in regime.samples
-    }
-    while short := [
-        cell
-        for cell, runs in regime.samples.items()
-        if len(runs) < wanted[cell] and min(regime.cost[cell]) <= deadline - time.perf_counter()
-    ]:
-        for shape, n in short:
-            if min(regime.cost[shape, n]) <= deadline - time.perf_counter():
-                measure(shape, n)
+    # Then repeats, smallest sizes first, while one more run (as it cost) still fits.
+    for shape, n in sorted(regime.samples, key=lambda cell: cell[1]):
+        runs = regime.samples[shape, n]
+        wanted = min(repeats, REPEATS_LARGEST) if n == max(SIZES) else repeats
+        while len(runs) < wanted and min(regime.cost[shape, n]) <= deadline - time.perf_counter():
+            measure(shape, n)
     for (shape, n), runs in regime.samples.items():
         say(f"{shape} n={n}: median {statistics.median(runs):.3f} s ×{len(runs)}")
     return regime
