@@ -110,7 +110,7 @@ def _ranking(series: list[Series], base: dict | None) -> list[str]:
     several = {s.key for s in series if not s.first}
     lines = [
         f"| rank | engine | overhead per task, chain of {n} (min–max) | fan-out of {n} | chain "
-        f"of {largest} | why |",
+        f"of {largest} (×runs) | why |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for rank, s in enumerate(measured, start=1):
@@ -120,7 +120,7 @@ def _ranking(series: list[Series], base: dict | None) -> list[str]:
         fanned = f"{fan:.1f} ms" if fan is not None else "not measured"
         big = overhead_ms(d, base, shape, largest)
         if big is not None:
-            bigger = f"{big:.1f} ms"
+            bigger = f"{big:.1f} ms (×{len(_cell(d, shape, largest)['samples_s'])})"
         elif largest in d["runs"].get(shape, {}):
             bigger = "not run (over its budget)"
         else:
@@ -201,7 +201,7 @@ def section(bench_dir: Path, figures: Path, order: list[str]) -> Bench:
         "| --- | --- |" + " --- |" * (len(sizes) + 1),
     ]
     for s in series:
-        for shape in shapes:
+        for shape in [shape for shape in shapes if shape in s.data["runs"]]:
             k = slope(s.data, shape)
             cells = []
             for n in sizes:
@@ -210,8 +210,12 @@ def section(bench_dir: Path, figures: Path, order: list[str]) -> Bench:
                 cells.append(_figure(s.data, shape, n) + extra)
             growth = f"k = {k:.2f}" if k is not None else "—"
             page.append(f"| {s.label} | {shape} | " + " | ".join(cells) + f" | {growth} |")
-    if regimes:
-        page += ["", "What each engine's server showed in each regime:", *regimes]
+    if regimes:  # told once, in the lesson
+        page += [
+            "",
+            "What each engine's server showed in each regime: "
+            "[the cost](../../REPORT.md#lesson-cost).",
+        ]
     page += ["", "Where the time goes, and why each engine's line has its slope:", ""]
     brief: dict[str, str] = {}
     for s in series:
@@ -248,5 +252,6 @@ def section(bench_dir: Path, figures: Path, order: list[str]) -> Bench:
         for s in series
         if s.key != BASELINE
         for shape in shapes
+        if shape in s.data["runs"]
     }
     return Bench(lines, page, brief, {image: overhead_plot(plotted)})

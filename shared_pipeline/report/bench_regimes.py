@@ -26,11 +26,19 @@ def regime_summary(runs: dict) -> str:
     seen = _evidence(runs)
     if not seen:
         return ""
+    smallest = min((n for cells in runs.values() for n in cells), key=int)
+    cell = runs.get("chain", {}).get(smallest, {})
+    took = (
+        f"a chain of {smallest} took {cell['median_s']:.2f} s (median; {cell['min_s']:.2f}–"
+        f"{cell['max_s']:.2f} s); "
+        if "median_s" in cell
+        else ""
+    )
     start = [
         e["pending_states_at_start"] for e in seen if e.get("pending_states_at_start") is not None
     ]
     end = [e["pending_states_at_end"] for e in seen]
-    text = (
+    text = took + (
         f"its {len(seen)} measured runs started with a median of {statistics.median(start):,.0f} "
         f"task-run states not yet in the API's database (at most {max(start):,}) and returned "
         f"with {statistics.median(end):,.0f} (at most {max(end):,})"
@@ -39,9 +47,12 @@ def regime_summary(runs: dict) -> str:
         refused = sum(e.get("http_503", 0) for e in seen)
         errors = sum(e.get("retryable_errors", 0) for e in seen)
         slowed = sum(e.get("http_503", 0) > 0 for e in seen)
+        logged = "each logged as a retryable error" if errors == refused else f"{errors} errors"
         text += (
             f"; during them the server's log shows {refused} requests answered 503 (in "
-            f"{slowed} of the runs) for {errors} retryable errors"
+            f"{slowed} of the runs), {logged}"
+            if refused
+            else "; during them the server's log shows no request answered 503"
         )
     largest = max((n for cells in runs.values() for n in cells), key=int)
     lag = _median_at(runs, "chain", largest, "stored_all_after_s")
