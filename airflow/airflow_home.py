@@ -32,8 +32,10 @@ def airflow_env(home: Path, dags_folder: Path, log_level: str = "WARNING") -> di
     }
 
 
-def migrate_then_import(home: Path, dags_folder: Path, log_level: str = "WARNING") -> None:
-    """A metadata database migrated in `home`, then Airflow imported against it."""
+def migrate(home: Path, dags_folder: Path, log_level: str = "WARNING") -> dict[str, str]:
+    """`airflow db migrate` of a fresh metadata database in `home`; returns the environment that
+    points Airflow at it (set it before importing Airflow).
+    """
     if "airflow.settings" in sys.modules:
         raise RuntimeError("airflow was imported before AIRFLOW_HOME was set")
     env = airflow_env(home, dags_folder, log_level)
@@ -44,8 +46,18 @@ def migrate_then_import(home: Path, dags_folder: Path, log_level: str = "WARNING
         check=True,
         stdout=subprocess.DEVNULL,
     )
+    return env
+
+
+def import_airflow(env: dict[str, str]) -> None:
+    """Airflow imported against the home `env` points at (from migrate())."""
     os.environ.update(env)
     import airflow.dag_processing.dagbag  # noqa: F401  (the import the callers time or need)
 
     # Airflow's object graph makes the interpreter's last garbage collection take seconds.
     atexit.register(gc.freeze)
+
+
+def migrate_then_import(home: Path, dags_folder: Path, log_level: str = "WARNING") -> None:
+    """A metadata database migrated in `home`, then Airflow imported against it."""
+    import_airflow(migrate(home, dags_folder, log_level))

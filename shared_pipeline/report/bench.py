@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared_pipeline.report.cells import wrap
+from shared_pipeline.report.bench_regimes import regime_lines
 from shared_pipeline.report.engines import engine
 from shared_pipeline.report.figures import overhead_plot
 
@@ -25,8 +25,30 @@ class Bench:
     pngs: dict[Path, bytes] = field(default_factory=dict)
 
 
-def _load(bench_dir: Path) -> dict[str, dict]:
-    return {path.stem: json.loads(path.read_text()) for path in sorted(bench_dir.glob("*.json"))}
+@dataclass(frozen=True)
+class Series:
+    """One engine's runs in one regime: `data` is its record with that regime's `runs`."""
+
+    key: str
+    regime: str
+    about: str
+    data: dict
+    label: str
+    first: bool  # the engine's first regime: its start-up, profile and summary figure
+
+
+def _load(bench_dir: Path, order: list[str]) -> list[Series]:
+    records = {path.stem: json.loads(path.read_text()) for path in bench_dir.glob("*.json")}
+    series = []
+    for key in [k for k in order if k in records] + sorted(k for k in records if k not in order):
+        record = records[key]
+        # A record from before regimes were measured apart holds one regime's runs.
+        regimes = record.get("regimes") or {"back to back": {"about": "", "runs": record["runs"]}}
+        for index, (name, regime) in enumerate(regimes.items()):
+            label = engine(key).label + (f", {name}" if len(regimes) > 1 else "")
+            data = {**record, "runs": regime["runs"]}
+            series.append(Series(key, name, regime["about"], data, label, index == 0))
+    return series
 
 
 def _cell(data: dict, shape: str, n: str) -> dict:
@@ -80,80 +102,94 @@ def _figure(data: dict, shape: str, n: str) -> str:
     )
 
 
-def _ranking(runs: dict, base: dict | None, keys: list[str]) -> list[str]:
+def _ranking(series: list[Series], base: dict | None) -> list[str]:
     shape, n = RANKED_AT
-    measured = [k for k in keys if k != BASELINE and overhead_ms(runs[k], base, shape, n)]
-    measured.sort(key=lambda k: overhead_ms(runs[k], base, shape, n))
-    largest = max((n for d in runs.values() for n in d["runs"].get(shape, {})), key=int)
+    measured = [s for s in series if s.key != BASELINE and overhead_ms(s.data, base, shape, n)]
+    measured.sort(key=lambda s: overhead_ms(s.data, base, shape, n))
+    largest = max((n for s in series for n in s.data["runs"].get(shape, {})), key=int)
+    several = {s.key for s in series if not s.first}
     lines = [
         f"| rank | engine | overhead per task, chain of {n} (min–max) | fan-out of {n} | chain "
-        f"of {largest} | why |",
+        f"of {largest} (×runs) | why |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for rank, key in enumerate(measured, start=1):
-        d = runs[key]
+    for rank, s in enumerate(measured, start=1):
+        d = s.data
         low, high = (overhead_ms(d, base, shape, n, of) for of in ("min_s", "max_s"))
         fan = overhead_ms(d, base, "fanout", n)
         fanned = f"{fan:.1f} ms" if fan is not None else "not measured"
         big = overhead_ms(d, base, shape, largest)
-        bigger = f"{big:.1f} ms" if big is not None else "not run (over its budget)"
-        e = engine(key)
+        if big is not None:
+            bigger = f"{big:.1f} ms (×{len(_cell(d, shape, largest)['samples_s'])})"
+        elif largest in d["runs"].get(shape, {}):
+            bigger = "not run (over its budget)"
+        else:
+            bigger = "not in this regime"
+        why = engine(s.key).bench_why + (f" Here {s.about}." if s.key in several else "")
         lines.append(
-            f"| {rank} | {e.label} | {overhead_ms(d, base, shape, n):.1f} ms ({low:.1f}–"
-            f"{high:.1f}) | {fanned} | {bigger} | {e.bench_why} |"
+            f"| {rank} | {s.label} | {overhead_ms(d, base, shape, n):.1f} ms ({low:.1f}–"
+            f"{high:.1f}) | {fanned} | {bigger} | {why} |"
         )
-    regimes = [f"{engine(k).label}: {engine(k).bench_regime}" for k in measured]
-    regimes = [r for k, r in zip(measured, regimes, strict=True) if engine(k).bench_regime]
-    if regimes:
-        lines += ["", "**Where a range is wide**, the figure holds in one regime only:", ""]
-        lines += [line for regime in regimes for line in wrap(regime, bullet=True)]
     return lines
 
 
+def _first_run(startup: dict) -> str:
+    """The first flow run's cost, and what it is made of where the record splits it."""
+    total = duration(startup["first_flow_s"])
+    parts = startup.get("first_flow_parts_s", {})
+    if len(parts) < 2:
+        return total
+    return f"{total}: " + " + ".join(f"{part} {duration(s)}" for part, s in parts.items())
+
+
 def section(bench_dir: Path, figures: Path, order: list[str]) -> Bench:
-    runs = _load(bench_dir) if bench_dir.is_dir() else {}
-    if not runs:
+    series = _load(bench_dir, order) if bench_dir.is_dir() else []
+    if not series:
         return Bench()
-    keys = [k for k in order if k in runs] + sorted(k for k in runs if k not in order)
-    base = runs.get(BASELINE)
-    sizes = sorted({n for d in runs.values() for s in d["runs"].values() for n in s}, key=int)
-    shapes = sorted({s for d in runs.values() for s in d["runs"]})
+    base = next((s.data for s in series if s.key == BASELINE), None)
+    sizes = sorted({n for s in series for cells in s.data["runs"].values() for n in cells}, key=int)
+    shapes = sorted({shape for s in series for shape in s.data["runs"]})
     image = figures / "bench-overhead.png"
     baseline = (
         f" Plain Python did the same work in {duration(_median(base, *RANKED_AT))}."
         if base and _median(base, *RANKED_AT)
         else ""
     )
+    regimes = regime_lines(series)
     lines = [
         "",
         "**In time**: trivial tasks (`x + 1`) in a chain (each fed by the previous one) and in a "
-        "fan-out (mapped over a list, then one join), one flow run per measurement, back to "
-        "back in one process after a first warm-up run, each engine in its own virtualenv "
-        "(`nox -s bench`).",
+        "fan-out (mapped over a list, then one join), one flow run per measurement, in one "
+        "process after a first warm-up run, each engine in its own virtualenv "
+        "(`nox -s bench`); an engine whose server goes on working after a run returns is "
+        "measured in each regime apart.",
         "Overhead per task = (engine − plain Python) / N, from the median run; the range is "
         f"the fastest and the slowest run.{baseline} Ranked at N = {RANKED_AT[1]}, the size "
         "every engine ran within its budget, fastest first (the order changes with N):",
         "",
-        *_ranking(runs, base, keys),
+        *_ranking(series, base),
+        *regimes,
         "",
-        f"![Overhead per task against N, log-log, with each size's fastest and slowest run]"
-        f"({image.as_posix()})",
+        f"![Overhead per task against N, log-log, one line per engine, regime and shape, with "
+        f"each size's fastest and slowest run]({image.as_posix()})",
         "",
-        "Every size, start-up costs, memory and where the time goes (sampled): "
-        "[the benchmark's figures](docs/report/bench.md).",
+        "Every size, start-up costs split into their parts, memory and where the time goes "
+        "(sampled): [the benchmark's figures](docs/report/bench.md).",
     ]
     page = [
         "",
-        "| engine | version | import | first flow run | peak memory (MiB) | recorded | machine |",
+        "| engine | version | import | first flow run: its parts | peak memory (MiB) | recorded "
+        "| machine |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for key in keys:
-        d = runs[key]
-        startup = d["startup"]
+    for s in series:
+        if not s.first:
+            continue
+        d = s.data
         page.append(
-            f"| {engine(key).label} | {d['engine_version']} | {duration(startup['import_s'])} | "
-            f"{duration(startup['first_flow_s'])} | {d['peak_rss_mb']:.0f} | "
-            f"{d['created_at'][:10]} | {d['machine']} |"
+            f"| {engine(s.key).label} | {d['engine_version']} | "
+            f"{duration(d['startup']['import_s'])} | {_first_run(d['startup'])} | "
+            f"{d['peak_rss_mb']:.0f} | {d['created_at'][:10]} | {d['machine']} |"
         )
     page += [
         "",
@@ -164,22 +200,28 @@ def section(bench_dir: Path, figures: Path, order: list[str]) -> Bench:
         + " | growth N^k (two largest N) |",
         "| --- | --- |" + " --- |" * (len(sizes) + 1),
     ]
-    for key in keys:
-        for shape in shapes:
-            k = slope(runs[key], shape)
+    for s in series:
+        for shape in [shape for shape in shapes if shape in s.data["runs"]]:
+            k = slope(s.data, shape)
             cells = []
             for n in sizes:
-                over = overhead_ms(runs[key], base, shape, n) if key != BASELINE else None
+                over = overhead_ms(s.data, base, shape, n) if s.key != BASELINE else None
                 extra = f"<br>{over:.2f} ms/task overhead" if over is not None else ""
-                cells.append(_figure(runs[key], shape, n) + extra)
+                cells.append(_figure(s.data, shape, n) + extra)
             growth = f"k = {k:.2f}" if k is not None else "—"
-            page.append(
-                f"| {engine(key).label} | {shape} | " + " | ".join(cells) + f" | {growth} |"
-            )
+            page.append(f"| {s.label} | {shape} | " + " | ".join(cells) + f" | {growth} |")
+    if regimes:  # told once, in the lesson
+        page += [
+            "",
+            "What each engine's server showed in each regime: "
+            "[the cost](../../REPORT.md#lesson-cost).",
+        ]
     page += ["", "Where the time goes, and why each engine's line has its slope:", ""]
     brief: dict[str, str] = {}
-    for key in keys:
-        d = runs[key]
+    for s in series:
+        if not s.first:
+            continue
+        d = s.data
         profile = d.get("profile", {})
         shares = profile.get("busy_shares", {})
         top = ", ".join(f"{name} {share:.0%}" for name, share in list(shares.items())[:4])
@@ -190,24 +232,26 @@ def section(bench_dir: Path, figures: Path, order: list[str]) -> Bench:
         )
         k = slope(d, "chain")
         growth = f"its chain time grows as N^{k:.2f}" if k is not None else "no growth measured"
-        page.append(f"- **{engine(key).label}**: {growth}.{sampled} {engine(key).bench_note}")
+        page.append(f"- **{s.label}**: {growth}.{sampled} {engine(s.key).bench_note}")
         over = overhead_ms(d, base, *RANKED_AT)
-        if key != BASELINE and over is not None:
-            brief[key] = f"{over:.0f} ms overhead"
-        elif key == BASELINE and _median(d, *RANKED_AT):
-            brief[key] = f"{duration(_median(d, *RANKED_AT) / int(RANKED_AT[1]))} of work"
-    series = {
-        (engine(key).label, shape): [
+        several = any(other.key == s.key and not other.first for other in series)
+        if s.key != BASELINE and over is not None:
+            brief[s.key] = f"{over:.0f} ms overhead" + (f" ({s.regime})" if several else "")
+        elif s.key == BASELINE and _median(d, *RANKED_AT):
+            brief[s.key] = f"{duration(_median(d, *RANKED_AT) / int(RANKED_AT[1]))} of work"
+    plotted = {
+        (s.label, shape): [
             (
                 int(n),
-                overhead_ms(runs[key], base, shape, n),
-                overhead_ms(runs[key], base, shape, n, "min_s"),
-                overhead_ms(runs[key], base, shape, n, "max_s"),
+                overhead_ms(s.data, base, shape, n),
+                overhead_ms(s.data, base, shape, n, "min_s"),
+                overhead_ms(s.data, base, shape, n, "max_s"),
             )
             for n in sizes
         ]
-        for key in keys
-        if key != BASELINE
+        for s in series
+        if s.key != BASELINE
         for shape in shapes
+        if shape in s.data["runs"]
     }
-    return Bench(lines, page, brief, {image: overhead_plot(series)})
+    return Bench(lines, page, brief, {image: overhead_plot(plotted)})

@@ -246,6 +246,12 @@ ENGINES: dict[str, Engine] = {
                 "Every state change of every task run is a call to Prefect's API, which 2.x "
                 "serves in-process from SQLite."
             ),
+            bench_regime=(
+                "one regime. Its API runs inside the flow's own process and each task run's "
+                "states are written to its SQLite database before the task goes on, so a run "
+                "leaves the next one nothing to wait for; the bench counts the task-run states "
+                "in that database against those the flows ran, before and after every run:"
+            ),
             choose_when=(
                 Point(
                     "Choose Prefect 2.x when the shape of the work is only known at run time (a "
@@ -284,12 +290,18 @@ ENGINES: dict[str, Engine] = {
                 "server as events."
             ),
             bench_regime=(
-                "Its fastest runs started on an idle server. A run started while the server is "
-                "still storing the last run's task-run events is refused with HTTP 503 "
-                "('database is locked', SQLite) when it creates its flow run, and the client "
-                "retries after about 2, 4, 8… s ([client/base.py](https://github.com/PrefectHQ/"
-                "prefect/blob/3.9.1/src/prefect/client/base.py#L546-L656)): its median and "
-                "slowest runs depend on what ran before, not on N."
+                "two regimes. Its task engine runs in the flow's process and sends each task "
+                "run's states as events; the API server stores them afterwards ([task-run "
+                f"events]({P3}/api-ref/events/task-run-events): task states are managed by the "
+                "task engine, not proposed to the server), its task-run recorder writing them "
+                "to the server's database in batches, long after the flow returned. On SQLite "
+                f"(the default, recommended for lightweight single-server use: [the Prefect "
+                f"database]({P3}/concepts/server)) those writes hold its one write lock: a run "
+                "that starts meanwhile has its flow-run creation refused with 503 (retryable) "
+                "and the client retries after about 2, 4, 8… s ([client/base.py](https://"
+                "github.com/PrefectHQ/prefect/blob/3.9.1/src/prefect/client/base.py#L546-L656)), "
+                "so such a run costs the backlog, not its N. Counted in the server's database "
+                "and log, before and after every run:"
             ),
             choose_when=(
                 Point(
@@ -318,7 +330,10 @@ ENGINES: dict[str, Engine] = {
                 "their XComs one request per item. Each run also parses the DAG file twice, as "
                 "`python dag_file.py` ending in dag.test() does: to build the DAG, then to sync "
                 "the DAGs folder to the database (a scheduler's DAG processor does that ahead of "
-                "runs). Start-up includes `airflow db migrate` of a fresh metadata database."
+                "runs). The first flow run's figure adds `airflow db migrate` of a fresh "
+                "metadata database (a subprocess) and, in the first dag.test(), the in-process "
+                "Execution API. The chain of 1,000 ran once: its one run takes most of the "
+                "bench's budget (`BENCH_BUDGET_S` in noxfile.py)."
             ),
             docs={
                 "home": f"{AF}/",
