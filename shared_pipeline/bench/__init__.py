@@ -6,10 +6,10 @@ seconds of its parts, {"import": s, "<part of the first flow run's cost>": s, ..
 database migration or a server start), `chain(n) -> None` (one flow run: n trivial tasks, each
 fed by the previous), `fanout(n) -> None` (one flow run: n trivial tasks mapped over a list,
 then one join task), `stop() -> None`, and `pids() -> list[int]` (processes it started, e.g. an
-API server, whose peak memory counts too). Optionally `REGIMES: {name: (what it is, sizes)}`,
-each measured on its own, with `before(regime)` (sets up the next measured run's start, not
-timed) and `after() -> dict` (what the engine's server shows of the run just measured: kept
-beside its time). Each engine runs in its own virtualenv (`nox -s bench`).
+API server, whose peak memory counts too). Optionally `REGIMES: {name: (what it is, sizes,
+shapes)}`, each measured on its own, with `before(regime)` (sets up the next measured run's
+start, not timed) and `after() -> dict` (what the engine's server shows of the run just
+measured: kept beside its time). Each engine runs in its own virtualenv (`nox -s bench`).
 """
 
 from __future__ import annotations
