@@ -123,12 +123,16 @@ def lint(session: nox.Session) -> None:
 
 
 def _conformance(session: nox.Session, engine: str, engine_tests: str | None) -> None:
-    """The conformance suite and the engine's own tests, its results table, then the report."""
+    """The conformance suite and the engine's own tests on those runs, its results table, then
+    the report. The engine's checks that start a process of their own run in its `probes`
+    session: each imports the engine and runs a scenario again (10-13 CPU-s).
+    """
     session.run(
         *PYTEST,
         *PARALLEL,
         str(ROOT / "tests" / "test_conformance.py"),
         *([str(ROOT / "tests" / "engines" / engine_tests)] if engine_tests else []),
+        *("-m", "not own_process"),
         *session.posargs,
         env=_env(engine),
     )
@@ -164,29 +168,38 @@ def airflow(session: nox.Session) -> None:
 
 
 # The engines that answer the semantics probes (Prefect 1 on its local executor), with what their
-# venv needs. A session of their own: the probes mostly wait (timeouts, retry delays) in one
-# process for about 40 s, which the engine's scenario sessions need not wait for.
+# venv needs, and the runtimes whose own-process checks their venv runs. A session of their own:
+# the probes mostly wait (timeouts, retry delays) in one process for about 40 s, and each check
+# starts a fresh process that imports the engine: the scenario sessions need wait for neither.
 PROBED = {
-    "prefect2": PREFECT["2"],
-    "prefect3": PREFECT["3"],
-    "prefect1": PREFECT1,
-    "airflow": AIRFLOW,
+    "prefect2": (PREFECT["2"], "test_prefect.py", ["prefect2"]),
+    "prefect3": (PREFECT["3"], "test_prefect.py", ["prefect3"]),
+    "prefect1": (PREFECT1, "test_prefect1.py", list(PREFECT1_ENGINES.values())),
+    "airflow": (AIRFLOW, "test_airflow.py", ["airflow"]),
 }
 
 
 @nox.session(python=PYTHON)
 @nox.parametrize("engine", list(PROBED))
 def probes(session: nox.Session, engine: str) -> None:
-    """The semantics probes in the engine: each answer read back from its store, recorded under
-    results/probes/, and equal to the one its documentation gives.
+    """The engine on its own: the semantics probes (each answer read back from its store,
+    recorded under results/probes/, equal to the one its documentation gives) and, beside them,
+    its checks that run a failing scenario in a process of their own (no process outlives it).
     """
-    _install(session, *PROBED[engine])
+    requirements, engine_tests, (runtime, *others) = PROBED[engine]
+    _install(session, *requirements)
+    checks = str(ROOT / "tests" / "engines" / engine_tests)
     session.run(
         *PYTEST,
+        *PARALLEL,  # the probes on one worker, the engine's checks beside them on the other
         str(ROOT / "tests" / "engines" / "test_probes.py"),
+        checks,
+        *("-m", "probe or own_process"),
         *session.posargs,
-        env=_env(engine),
+        env=_env(runtime),
     )
+    for other in others:  # the same venv's other runtime (Prefect 1 on Dask): its checks only
+        session.run(*PYTEST, checks, *("-m", "own_process"), env=_env(other))
     session.notify("report")
 
 

@@ -61,7 +61,7 @@ def run(probe: str, workdir: Path) -> dict[str, Observation]:
     workdir.mkdir(parents=True, exist_ok=True)
     _workdir = workdir
     _flows.reset()
-    with flow_run_settings(str(workdir / "results")):
+    with flow_run_settings():
         return PROBES[probe]()
 
 

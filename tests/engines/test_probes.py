@@ -18,6 +18,9 @@ from shared_pipeline.loading import load_module
 from shared_pipeline.probes import NOT_EXPRESSIBLE, PROBES, ProbeRecord, probe_path, read_probe
 
 ENGINE = os.environ.get("PIPELINE_ENGINE", "python")
+# One worker runs every probe (one probing process for all of them), while under `pytest -n 2`
+# the other runs the engine's own-process checks beside it.
+pytestmark = [pytest.mark.probe, pytest.mark.xdist_group("probes")]
 
 
 @pytest.fixture(scope="module")
