@@ -152,7 +152,8 @@ class DeployedAdapter:
         flow_run = run_deployment(
             name=f"{name}/{_monthly()['name'] if scheduled else DEPLOYMENT}",
             parameters={"run_dir": run_dir},
-            # As in the test mode (flow_run_settings): results in the run directory.
+            # Results in the run directory: each flow run is a process of its own here, so a
+            # setting per run costs nothing (the test mode keeps them in its engine home).
             job_variables={"env": {"PREFECT_LOCAL_STORAGE_PATH": f"{run_dir}/prefect-results"}},
             scheduled_time=scheduled,
             timeout=over(FLOW_RUN_S),
