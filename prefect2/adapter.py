@@ -73,6 +73,13 @@ def prefect_env(home: Path) -> dict[str, str]:
     }
 
 
+def test_mode_env(home: Path) -> dict[str, str]:
+    """The test mode's home: as any, and its API registers no block types (0.8 s at each start,
+    measured on 3.x's server): its flows save no blocks.
+    """
+    return {**prefect_env(home), "PREFECT_API_BLOCKS_REGISTER_ON_START": "false"}
+
+
 class PrefectAdapter:
     """One per process: one API (an in-process app on 2.x, one server subprocess on 3.x)."""
 
@@ -87,7 +94,7 @@ class PrefectAdapter:
         self.home = engine_home(
             (out / "runs" / self.name / ".prefect-home").resolve(),
             ("prefect",),
-            prefect_env,
+            test_mode_env,
             (migrated_database((out / "runs" / ".cache").resolve()), "prefect.db"),
         )
         from prefect2.flows import FLOWS
