@@ -18,10 +18,10 @@ from rich.table import Table
 
 from shared_pipeline.engine_table import ENGINES
 from shared_pipeline.loading import load_module
+from shared_pipeline.records import DATABASES
 from shared_pipeline.scenarios import CATALOGUE, SCENARIOS, ScenarioError
 from shared_pipeline.settings import Settings
 
-DATABASES = ("sqlite", "postgres")  # harness.DATABASES, without importing the harness for --help
 MIN_TRIPS = Settings.model_fields["trips_per_month"].metadata[0].ge
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--db",
-        choices=DATABASES,
+        choices=list(DATABASES),
         default=os.environ.get("PIPELINE_DB", "sqlite"),
         help="source database made for each run: a SQLite file in the run directory, or a "
         "database on a throw-away PostgreSQL server this process starts under OUT/runs/ "

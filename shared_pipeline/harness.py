@@ -35,6 +35,7 @@ from shared_pipeline.faults_plan import FaultKind
 from shared_pipeline.killer import Killer, the_step_process
 from shared_pipeline.notifications import read_notifications
 from shared_pipeline.records import (
+    DATABASES,
     DEFAULT_BACKEND,
     AttemptLogEntry,
     EngineNotification,
@@ -54,8 +55,6 @@ from shared_pipeline.vocabulary import FlowOutcome, StepState
 from shared_pipeline.wiring import expectations
 from shared_pipeline.workdirs import build_once
 
-# --db choices and the SQLAlchemy backend each gives.
-DATABASES = {"sqlite": "sqlite", "postgres": "postgresql"}
 # Backends whose maintenance (a lock another session holds) faults.py can put in place.
 LOCKABLE_BACKENDS = frozenset({"sqlite", "postgresql"})
 

@@ -198,6 +198,8 @@ def registry_effect(before: RegistrySnapshot, after: RegistrySnapshot) -> Regist
 
 
 DEFAULT_BACKEND = "sqlite"
+# The source databases a run may use (the CLI's --db), and the SQLAlchemy backend each names.
+DATABASES = {"sqlite": "sqlite", "postgres": "postgresql"}
 
 
 def record_path(

@@ -7,17 +7,20 @@ scenarios also run on PostgreSQL, and the control runs the whole catalogue on bo
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import pytest
 from conftest import databases_for
 
 from shared_pipeline.conformance import check_record
 from shared_pipeline.faults_plan import HANG_FAULTS
-from shared_pipeline.records import read_record, record_path
+from shared_pipeline.records import DATABASES, read_record, record_path
 from shared_pipeline.scenarios import CATALOGUE, Scenario
 
 ENGINE = os.environ.get("PIPELINE_ENGINE", "python")
+OUT = Path(os.environ.get("PIPELINE_OUT", "."))
 
 
 # Under `pytest -n 2` (the nox sessions): one worker runs the scenarios that mostly wait (hangs
@@ -38,10 +41,34 @@ def _group(scenario: Scenario, db: str) -> str | None:
     return "waiting" if _waits(scenario) else None
 
 
-# The groups go out first, longest first (pytest-xdist hands out work in this order): each
-# worker starts on a long group and the single cases fill in around them. Sent last, Prefect 1's
-# schedule group (19 s) followed the waiting group's 22 s on the same worker's heels.
-ORDER = {"waiting": 0, "schedule": 1, "postgres": 2, None: 3}
+def _recorded_s(scenario_id: str, db: str) -> float:
+    """How long this engine's last committed run of the case took (0 if it has none)."""
+    path = record_path(OUT / "results", ENGINE, scenario_id, DATABASES[db])
+    try:
+        return float(json.loads(path.read_text())["wall_seconds"])
+    except (OSError, ValueError, KeyError):
+        return 0.0
+
+
+def _cases() -> list[tuple[str | None, Scenario, str]]:
+    """The cases in the order pytest-xdist hands them out: longest work first (a group counts as
+    its cases together), so that the last case sent is short and no worker finishes long after
+    the other. The lengths are the engine's last committed records (one run each: a guide, not a
+    measurement). Sent in catalogue order, Prefect 1's schedule group (19 s) and its Dask kill
+    (10 s) went last, each onto the worker that was already the longer.
+    """
+    cases = [
+        (_group(scenario, db), scenario, db)
+        for scenario in CATALOGUE
+        for db in databases_for(ENGINE, scenario.id)
+    ]
+    length: dict[str, float] = {}
+    for group, scenario, db in cases:
+        key = group or f"{scenario.id}-{db}"
+        length[key] = length.get(key, 0.0) + _recorded_s(scenario.id, db)
+    return sorted(cases, key=lambda c: -length[c[0] or f"{c[1].id}-{c[2]}"])
+
+
 CASES = [
     pytest.param(
         scenario.id,
@@ -49,14 +76,7 @@ CASES = [
         id=f"{scenario.id}-{db}",
         marks=[pytest.mark.xdist_group(group)] if group else [],
     )
-    for group, scenario, db in sorted(
-        (
-            (_group(scenario, db), scenario, db)
-            for scenario in CATALOGUE
-            for db in databases_for(ENGINE, scenario.id)
-        ),
-        key=lambda case: ORDER[case[0]],
-    )
+    for group, scenario, db in _cases()
 ]
 
 
