@@ -66,7 +66,8 @@ def _cases() -> list[tuple[str | None, Scenario, str]]:
     for group, scenario, db in cases:
         key = group or f"{scenario.id}-{db}"
         length[key] = length.get(key, 0.0) + _recorded_s(scenario.id, db)
-    return sorted(cases, key=lambda c: -length[c[0] or f"{c[1].id}-{c[2]}"])
+    # Without records (a new engine, or PIPELINE_OUT elsewhere): the groups first, as they wait.
+    return sorted(cases, key=lambda c: (-length[c[0] or f"{c[1].id}-{c[2]}"], c[0] is None))
 
 
 CASES = [
