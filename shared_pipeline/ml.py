@@ -84,3 +84,12 @@ def fit_on_matrix(
 
 def rmse(model: Pipeline, dicts: list[dict[str, Any]], target: np.ndarray) -> float:
     return float(root_mean_squared_error(target, model.predict(dicts)))
+
+
+def rmse_on_matrix(model: Pipeline, names: list[str], matrix: Any, target: np.ndarray) -> float:
+    """`rmse` on rows already vectorized by a DictVectorizer with feature names `names`: the
+    model's own (fit_on_matrix) must be that one, so only its regressor predicts.
+    """
+    if model[0].feature_names_ != names:
+        raise ValueError("the model's DictVectorizer is not the one that made the matrix")
+    return float(root_mean_squared_error(target, model[-1].predict(matrix)))

@@ -88,8 +88,8 @@ def features(
     enrichment: dict[str, dict[str, float]] | None,
 ) -> dict[str, Any]:
     """PU_DO + trip_distance (+ congestion when enrichment is available) as DictVectorizer rows,
-    and the training month vectorized once: every candidate fits on that matrix, saved apart so
-    that training loads only what it fits on.
+    and both months vectorized once: every candidate fits on the training matrix and is scored
+    on the validation matrix, each saved apart so that a step loads only what it uses.
     """
     with step_attempt(run_dir, "features") as attempt:
         bundle: dict[str, Any] = {}
@@ -98,13 +98,17 @@ def features(
             congestion = enrichment[read_result["month"]] if enrichment else None
             bundle[split] = (ml.feature_dicts(frame, congestion), frame["duration"].to_numpy())
         vectorizer, matrix = ml.vectorize(bundle["train"][0])
+        valid_matrix = vectorizer.transform(bundle["valid"][0])
         path = attempt.ctx.path / "data" / "features.pkl"
         matrix_path = path.with_name("train_matrix.pkl")
+        valid_path = path.with_name("valid_matrix.pkl")
         _atomic_pickle(bundle, path)
         _atomic_pickle((vectorizer, matrix, bundle["train"][1]), matrix_path)
+        _atomic_pickle((vectorizer.feature_names_, valid_matrix, bundle["valid"][1]), valid_path)
         return {
             "path": str(path),
             "matrix_path": str(matrix_path),
+            "valid_matrix_path": str(valid_path),
             "enriched": enrichment is not None,
             "month": train["month"],  # trained on (the registry tags the model with it)
             "n_train": len(bundle["train"][1]),
@@ -166,8 +170,11 @@ def evaluate(
     with step_attempt(run_dir, "evaluate", key):
         if not trained:
             raise ValueError("no trained candidate to evaluate")
-        dicts, target = _load_pickle(features_result["path"])["valid"]
-        scores = {t["key"]: ml.rmse(_load_pickle(t["model_path"]), dicts, target) for t in trained}
+        names, matrix, target = _load_pickle(features_result["valid_matrix_path"])
+        scores = {
+            t["key"]: ml.rmse_on_matrix(_load_pickle(t["model_path"]), names, matrix, target)
+            for t in trained
+        }
         best = min(scores, key=scores.__getitem__)
         winner = next(t for t in trained if t["key"] == best)
         return {

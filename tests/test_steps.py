@@ -157,6 +157,21 @@ def test_train_saves_a_fitted_model_per_candidate(pipeline: dict[str, Any]) -> N
         assert predictions.shape == (len(dicts),) and np.isfinite(predictions).all()
 
 
+def test_the_validation_matrix_is_the_valid_rows_through_the_models_own_vectorizer(
+    pipeline: dict[str, Any],
+) -> None:
+    names, matrix, target = load_pickle(pipeline["features"]["valid_matrix_path"])
+    dicts, valid_target = pipeline["bundle"]["valid"]
+    model = load_pickle(pipeline["trained"][0]["model_path"])
+    assert names == model[0].feature_names_
+    assert (matrix != model[0].transform(dicts)).nnz == 0
+    assert np.array_equal(target, valid_target)
+    # A model with a vectorizer of its own (production's, fitted on another month) is refused.
+    other = ml.make_model({"model": "linear"}).fit(dicts[:500], valid_target[:500])
+    with pytest.raises(ValueError, match="not the one that made the matrix"):
+        ml.rmse_on_matrix(other, names, matrix, target)
+
+
 def test_evaluate_picks_the_lowest_rmse_on_the_next_month(pipeline: dict[str, Any]) -> None:
     evaluation = pipeline["evaluation"]
     dicts, target = pipeline["bundle"]["valid"]
