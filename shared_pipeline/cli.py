@@ -141,8 +141,6 @@ def _discard(made: Path | None) -> None:
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
-    # Imported here: pandas, scikit-learn and the engines take seconds, --help should not.
-    from shared_pipeline.harness import check_database, run_scenario
     from shared_pipeline.summary import print_summary
 
     if args.scenario != "all" and args.scenario not in SCENARIOS:
@@ -152,7 +150,11 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     if args.trips is not None and args.trips < MIN_TRIPS:
         raise CLIError(f"--trips {args.trips}: need at least {MIN_TRIPS} trips per month")
     settings = Settings() if args.trips is None else Settings(trips_per_month=args.trips)
-    db_url = check_database(args.db_url) if args.db_url else None
+    db_url = None
+    if args.db_url:
+        from shared_pipeline.user_database import check_database  # SQLAlchemy: 0.14 s
+
+        db_url = check_database(args.db_url)
     made = _make_out(args.out)
     records: list = []
     try:
@@ -161,6 +163,10 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 
             if problem := socket_path_problem(args.out.absolute() / "runs"):
                 raise CLIError(f"--out {args.out}: {problem}")
+        # Imported once the arguments hold: pandas, scikit-learn and the engines take seconds
+        # (1.2 s for the harness alone), a one-line error or --help should not.
+        from shared_pipeline.harness import run_scenario
+
         adapter = load_adapter(args.engine, args.out)
         scenarios = CATALOGUE if args.scenario == "all" else (SCENARIOS[args.scenario],)
         with contextlib.closing(adapter), console.status("") as status:

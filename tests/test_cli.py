@@ -178,6 +178,28 @@ def test_run_refuses_bad_arguments_in_one_line_and_writes_nothing(
     assert not Path("/proc/nope").exists() and not Path("/sys/nope").exists()
 
 
+@pytest.mark.parametrize("name", ["unknown-scenario", "few-trips", "out-in-proc", "not-a-url"])
+def test_bad_arguments_are_refused_before_the_pipeline_is_imported(
+    tmp_path: Path, name: str
+) -> None:
+    # pandas, scikit-learn and MLflow take over a second to import: an error needs none of them.
+    check = (
+        "import sys; from shared_pipeline.cli import main; code = main(sys.argv[1:]); "
+        "print(*sorted(m for m in ('pandas', 'sklearn', 'mlflow') if m in sys.modules)); "
+        "sys.exit(code)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check, *QUICK[name]],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stdout.strip() == ""
+
+
 def test_show_without_records_is_an_error(quick_runs: dict[str, Quick]) -> None:
     cwd, result = quick_runs["show-nothing"]
 
