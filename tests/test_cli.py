@@ -62,10 +62,14 @@ def command(*args: str) -> list[str]:
 ENV = {**os.environ, "COLUMNS": "250"}
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def python(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        command(*args), cwd=cwd, env=ENV, capture_output=True, text=True, timeout=120
+        [sys.executable, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=120
     )
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return python(*command(*args)[1:], cwd=cwd)
 
 
 Quick = tuple[Path, subprocess.CompletedProcess[str]]
@@ -188,14 +192,7 @@ def test_bad_arguments_are_refused_before_the_pipeline_is_imported(
         "print(*sorted(m for m in ('pandas', 'sklearn', 'mlflow') if m in sys.modules)); "
         "sys.exit(code)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", check, *QUICK[name]],
-        cwd=tmp_path,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = python("-c", check, *QUICK[name], cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert result.stdout.strip() == ""
 
