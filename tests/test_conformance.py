@@ -23,9 +23,13 @@ ENGINE = os.environ.get("PIPELINE_ENGINE", "python")
 OUT = Path(os.environ.get("PIPELINE_OUT", "."))
 
 
-# Under `pytest -n 2` (the nox sessions): one worker runs the scenarios that mostly wait (hangs
+# Under `pytest -n 2` (most nox sessions): one worker runs the scenarios that mostly wait (hangs
 # run to their timeouts), one after the other, while the other worker's work overlaps their
-# waiting; one worker runs every PostgreSQL case, so one server is started, not two.
+# waiting. With more workers (Airflow's session) each goes to a worker of its own, longest
+# first. One worker runs every PostgreSQL case, so one server is started, not two.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+
+
 def _waits(scenario: Scenario) -> bool:
     return any(rule.kind in HANG_FAULTS for rule in scenario.faults)
 
@@ -38,7 +42,7 @@ def _group(scenario: Scenario, db: str) -> str | None:
         # month of a flow (Airflow's DAG runs by data interval), one may start only once the
         # other has finished.
         return "schedule"
-    return "waiting" if _waits(scenario) else None
+    return "waiting" if WORKERS <= 2 and _waits(scenario) else None
 
 
 def _recorded_s(scenario_id: str, db: str) -> float:
