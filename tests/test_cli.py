@@ -54,8 +54,11 @@ def make_read_only(folder: Path, read_only: bool = True) -> None:
         folder.chmod(0o755)
 
 
+CLI = ("-m", "shared_pipeline")
+
+
 def command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "shared_pipeline", *args]
+    return [sys.executable, *CLI, *args]
 
 
 # A wide terminal, so rich does not fold scenario ids across table lines.
@@ -69,7 +72,7 @@ def python(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return python(*command(*args)[1:], cwd=cwd)
+    return python(*CLI, *args, cwd=cwd)
 
 
 Quick = tuple[Path, subprocess.CompletedProcess[str]]
